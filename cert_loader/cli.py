@@ -1,0 +1,182 @@
+"""The `cert-loader` command: plan, load, unload, recover, mark and sample — a thin shell over the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cert_loader.config import ALL_STORES, GRAPH_STORE, LoaderConfig
+from cert_loader.errors import CertLoaderError
+from cert_loader.plan import STRATEGIES
+
+log = logging.getLogger("cert_loader")
+
+
+def _stores(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(s.strip() for s in value.split(",") if s.strip())
+
+
+def _config(args) -> LoaderConfig:
+    return LoaderConfig.from_env(os.environ, data_root=getattr(args, "data_root", None), stores=_stores(getattr(args, "stores", None)))
+
+
+def cmd_load(args) -> int:
+    from cert_loader.engine import LoadOptions, load_district
+    from cert_loader.progress import TerminalProgress
+    from cert_loader.report import render_summary
+
+    config = _config(args)
+    options = LoadOptions(strategy=args.strategy, strict=args.strict, atomic=args.atomic, progress=TerminalProgress())
+    report = load_district(config, args.district, options)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        print(render_summary(report))
+    return 0 if report.status == "SUCCESS" else 1
+
+
+def cmd_plan(args) -> int:
+    from cert_loader.engine import LoadOptions, plan_district
+    from cert_loader.plan_view import render_plan
+
+    config = _config(args)
+    pf = plan_district(config, args.district, LoadOptions(strategy=args.strategy, strict=args.strict))
+    try:
+        print(render_plan(pf, as_json=args.json))
+        return 0 if not pf.plan.problems else 1
+    finally:
+        pf.close()
+
+
+def cmd_unload(args) -> int:
+    from cert_loader.engine import unload_district
+
+    config = _config(args)
+    deleted = unload_district(config, args.district)
+    for store, tables in deleted.items():
+        total = sum(tables.values())
+        print(f"{store.upper():5} deleted {total:,} rows/nodes of district {args.district}")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    from cert_loader.stores.graph import GraphStore
+    from cert_loader.transaction import recover
+
+    config = _config(args)
+    graph = GraphStore(config.graph) if config.graph is not None else None
+    try:
+        items = recover(dict(config.pg), graph.decision if graph else None)
+    finally:
+        if graph:
+            graph.close()
+    if not items:
+        print("nothing in doubt")
+    for item in items:
+        print(f"{item.store}: {item.gid}: {item.action}")
+    return 0 if all(i.action in ("committed", "rolled back") for i in items) else 1
+
+
+def cmd_mark(args) -> int:
+    from cert_loader.preflight import mark_statements
+    from cert_loader.stores.postgres import PgStore
+
+    config = _config(args)
+    failed = 0
+    for name, cfg in config.pg.items():
+        store = PgStore(cfg)
+        try:
+            conn = store.connect(autocommit=True)
+            database = conn.execute("SELECT current_database()").fetchone()[0]
+            for statement in mark_statements(database):
+                conn.execute(statement)
+            print(f"{name}: marked database {database!r} as a CERT store ({cfg.redacted()})")
+        except Exception as exc:  # report per store, keep going
+            failed += 1
+            print(f"{name}: could not mark ({exc}); the database owner must run `cert-loader mark`", file=sys.stderr)
+        finally:
+            store.close()
+    return 1 if failed else 0
+
+
+def cmd_sample(args) -> int:
+    from cert_loader.sample import generate_district
+
+    summary = generate_district(Path(args.data_root or os.environ.get("CERT_DATA_ROOT", ".")), args.district,
+                                students=args.students, status=args.status)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cert-loader", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, district=True):
+        if district:
+            p.add_argument("district", help="district id (directory under data/anonymized/)")
+        p.add_argument("--data-root", help="directory holding data/ (default: $CERT_DATA_ROOT or .)")
+        p.add_argument("--stores", help=f"comma-separated subset of {','.join(ALL_STORES)} (default: all)")
+
+    p = sub.add_parser("load", help="load a district into CERT, all-or-nothing")
+    common(p)
+    p.add_argument("--strategy", choices=STRATEGIES, default="insert")
+    p.add_argument("--strict", action="store_true", help="a missing or unlisted file is an error, not a warning")
+    p.add_argument("--atomic", choices=("auto", "required", "off"), default="auto",
+                   help="two-phase commit across stores: auto (when every server allows it), required, off")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("plan", help="pre-flight only: show what a load would do; nothing is written")
+    common(p)
+    p.add_argument("--strategy", choices=STRATEGIES, default="insert")
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("unload", help="delete a district's rows from every store (CERT clean-up)")
+    common(p)
+    p.set_defaults(func=cmd_unload)
+
+    p = sub.add_parser("recover", help="resolve in-doubt prepared transactions left by a crashed load")
+    common(p, district=False)
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("mark", help="mark the configured databases as CERT stores (database owner)")
+    common(p, district=False)
+    p.set_defaults(func=cmd_mark)
+
+    p = sub.add_parser("sample", help="generate a sample district's input files")
+    p.add_argument("district")
+    p.add_argument("--data-root")
+    p.add_argument("--students", type=int, default=200)
+    p.add_argument("--status", default="PASSED", choices=("PASSED", "PASSED_WITH_WARNINGS", "FAILED"))
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The neo4j driver logs connection details at debug level; keep it quiet.
+    logging.getLogger("neo4j").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except CertLoaderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

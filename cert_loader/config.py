@@ -1,0 +1,139 @@
+"""Connection settings, read once from the environment into frozen values that print redacted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from cert_loader.errors import ConfigError
+
+# The relational stores, in the order they are loaded, reported and committed (DESIGN.md section 1).
+PG_STORES: tuple[str, ...] = ("ids", "hcp1", "hcp2", "adb")
+GRAPH_STORE = "sp"
+ALL_STORES: tuple[str, ...] = PG_STORES + (GRAPH_STORE,)
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL (or a libpq key=value string) with ``***``."""
+    if "://" not in url:
+        parts = []
+        for token in url.split():
+            key, sep, _ = token.partition("=")
+            parts.append(f"{key}=***" if sep and key.strip().lower() == "password" else token)
+        return " ".join(parts)
+    split = urlsplit(url)
+    netloc = split.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    query = "&".join(
+        "password=***" if q.lower().startswith("password=") else q for q in split.query.split("&")
+    ) if split.query else ""
+    return urlunsplit((split.scheme, netloc, split.path, query, split.fragment))
+
+
+@dataclass(frozen=True)
+class PgStoreConfig:
+    """One PostgreSQL CERT store: its name (``ids`` …) and libpq URL."""
+
+    name: str
+    url: str = field(repr=False)
+
+    def redacted(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"PgStoreConfig(name={self.name!r}, url={self.redacted()!r})"
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """The Neo4j (Bolt) store ``sp``."""
+
+    uri: str
+    user: str
+    password: str = field(repr=False)
+    database: str = "neo4j"
+
+    def redacted(self) -> str:
+        return f"{redact_url(self.uri)} (user {self.user}, database {self.database})"
+
+    def __repr__(self) -> str:
+        return f"GraphConfig({self.redacted()})"
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Everything a load needs to reach the stores and the input files."""
+
+    data_root: Path
+    pg: Mapping[str, PgStoreConfig]
+    graph: GraphConfig | None = None
+
+    @property
+    def store_names(self) -> tuple[str, ...]:
+        names = [s for s in PG_STORES if s in self.pg]
+        if self.graph is not None:
+            names.append(GRAPH_STORE)
+        return tuple(names)
+
+    def redacted(self) -> dict[str, str]:
+        out = {name: cfg.redacted() for name, cfg in self.pg.items()}
+        if self.graph is not None:
+            out[GRAPH_STORE] = self.graph.redacted()
+        return out
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        data_root: str | Path | None = None,
+        stores: tuple[str, ...] | None = None,
+    ) -> "LoaderConfig":
+        """Build the config from ``CERT_*`` variables (DESIGN.md section 4).
+
+        ``stores`` restricts which stores are required; a selected store whose variable is
+        missing is an error naming the variable.
+        """
+        wanted = stores or ALL_STORES
+        unknown = [s for s in wanted if s not in ALL_STORES]
+        if unknown:
+            raise ConfigError(
+                f"unknown store(s) {', '.join(unknown)}",
+                hint=f"choose from {', '.join(ALL_STORES)}",
+            )
+        root = Path(data_root or env.get("CERT_DATA_ROOT") or ".")
+        pg: dict[str, PgStoreConfig] = {}
+        missing: list[str] = []
+        for name in PG_STORES:
+            if name not in wanted:
+                continue
+            var = f"CERT_{name.upper()}_URL"
+            url = env.get(var, "").strip()
+            if not url:
+                missing.append(var)
+            else:
+                pg[name] = PgStoreConfig(name, url)
+        graph = None
+        if GRAPH_STORE in wanted:
+            uri = env.get("CERT_SP_URI", "").strip()
+            if not uri:
+                missing.append("CERT_SP_URI")
+            else:
+                graph = GraphConfig(
+                    uri=uri,
+                    user=env.get("CERT_SP_USER", "neo4j"),
+                    password=env.get("CERT_SP_PASSWORD", ""),
+                    database=env.get("CERT_SP_DATABASE", "neo4j"),
+                )
+        if missing:
+            raise ConfigError(
+                f"environment variable(s) {', '.join(missing)} not set",
+                hint="export a libpq URL for each selected store, or pass --stores to load fewer stores",
+            )
+        return cls(data_root=root, pg=pg, graph=graph)

@@ -1,0 +1,325 @@
+"""Run a district load end to end: pre-flight → plan → load → verify → commit or roll back → report. No Dagster here."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from cert_loader.config import GRAPH_STORE, LoaderConfig
+from cert_loader.errors import CertLoaderError, ConfigError, InDoubtError, VerificationError
+from cert_loader.faults import checkpoint
+from cert_loader.inputs import DistrictPaths, check_district_name
+from cert_loader.preflight import Preflight, run_preflight
+from cert_loader.report import LoadReport
+from cert_loader.results import StoreResult, TableResult
+from cert_loader.strategies import get_strategy
+from cert_loader.strategies.base import StoreContext
+from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
+from cert_loader.verify import check_foreign_keys, check_row_count
+
+log = logging.getLogger(__name__)
+
+ATOMIC_MODES = ("auto", "required", "off")
+# A log line every this many tables (the seed's promise, DESIGN.md section 3).
+LOG_EVERY_TABLES = 10
+
+
+class Progress(Protocol):
+    def start(self, total_rows: int, total_tables: int) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def table_done(self, store: str, table: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total_rows: int, total_tables: int) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def table_done(self, store: str, table: str) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class LoadOptions:
+    strategy: str = "insert"
+    strict: bool = False
+    atomic: str = "auto"  # auto: two-phase when every store supports it, else store after store
+    only: dict[str, set[str]] | None = None  # a subset of tables per store (Dagster selections)
+    load_graph: bool = True
+    progress: Progress = field(default_factory=NoProgress)
+    run_id: str | None = None
+
+
+def new_run_id() -> str:
+    return time.strftime("load-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+def load_district(config: LoaderConfig, district: str, options: LoadOptions | None = None) -> LoadReport:
+    """Load one district into the configured stores, all-or-nothing; always returns (and writes) the report."""
+    options = options or LoadOptions()
+    run_id = options.run_id or new_run_id()
+    report = LoadReport(run_id=run_id, district=district, strategy=options.strategy)
+    paths = DistrictPaths(config.data_root, district)
+    pf: Preflight | None = None
+    uow: UnitOfWork | None = None
+    try:
+        check_district_name(district)
+        if options.atomic not in ATOMIC_MODES:
+            raise ConfigError(f"unknown atomic mode {options.atomic!r}", hint=f"choose from {', '.join(ATOMIC_MODES)}")
+        pf = run_preflight(
+            config, district, strategy=options.strategy, strict=options.strict, only=options.only,
+            lock=True, before_lock=lambda p: _recover_before_load(p, report),
+        )
+        report.validation_status = pf.gate.status
+        report.warnings = list(pf.plan.warnings)
+        pf.plan.raise_for_problems()
+        atomic = _decide_atomicity(pf, options, report)
+        uow = _run_transactions(pf, options, report, run_id, atomic)
+        report.finish("SUCCESS")
+    except CertLoaderError as exc:
+        _fail(report, uow, exc)
+    except Exception as exc:  # an unexpected bug still rolls everything back and is reported
+        log.exception("unexpected error during the load of %s", district)
+        _fail(report, uow, CertLoaderError(f"unexpected error: {type(exc).__name__}: {exc}", district=district))
+    finally:
+        options.progress.close()
+        if pf is not None:
+            pf.close()
+    try:
+        report.write(paths.report_file)
+    except OSError as exc:
+        log.error("could not write the load report %s: %s", paths.report_file, exc)
+    return report
+
+
+def _recover_before_load(pf: Preflight, report: LoadReport) -> None:
+    """Resolve earlier runs' in-doubt transactions on the stores this load touches (DESIGN.md section 5, point 3)."""
+    configs = {n: s.config for n, s in pf.pg.items() if pf.status[n].two_phase and pf.status[n].loader_schema}
+    if not configs:
+        return
+    graph_decision = pf.graph_store.decision if pf.graph_store is not None else None
+    for item in recover(configs, graph_decision):
+        report.recovered.append(item.__dict__)
+        log.warning("recovered an earlier run's prepared transaction: %s %s -> %s", item.store, item.gid, item.action)
+
+
+def _decide_atomicity(pf: Preflight, options: LoadOptions, report: LoadReport) -> bool:
+    without = [n for n, st in pf.status.items() if not st.two_phase]
+    if not without and options.atomic != "off":
+        return True
+    reason = (
+        "atomic commit switched off (--atomic=off)" if options.atomic == "off"
+        else f"max_prepared_transactions = 0 on {', '.join(without)}"
+    )
+    if options.atomic == "required":
+        raise ConfigError(
+            f"two-phase commit is not available: {reason}",
+            hint="set max_prepared_transactions > 0 on that server (restart needed), or pass --atomic=auto",
+        )
+    report.atomicity = "non-atomic"
+    report.atomicity_reason = reason
+    log.warning("committing store after store (non-atomic): %s", reason)
+    return False
+
+
+def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str, atomic: bool) -> UnitOfWork:
+    district = pf.plan.district
+    strategy = get_strategy(options.strategy)
+    txs = {
+        name: StoreTransaction(store, make_gid(run_id, name, district), two_phase=atomic)
+        for name, store in pf.pg.items()
+    }
+    load_graph = options.load_graph and pf.graph_input is not None
+    graph_tx = None
+    first = next(iter(pf.pg.values())).config if pf.pg else None
+    uow = UnitOfWork(district, run_id, txs, None, first, atomic)
+    report_stores = report.stores
+    for name in pf.pg:
+        report_stores[name] = StoreResult(name, two_phase=atomic)
+    if load_graph:
+        report_stores[GRAPH_STORE] = StoreResult(GRAPH_STORE, two_phase=False)
+        pf.graph_store.ensure_schema(pf.graph_input.labels)
+    total_tables = sum(len(sp.loaded) for sp in pf.plan.stores.values())
+    options.progress.start(pf.plan.rows, total_tables)
+    try:
+        done = 0
+        for name, tx in txs.items():
+            sr = report_stores[name]
+            started = time.monotonic()
+            tx.begin()
+            sp = pf.plan.stores[name]
+            ctx = StoreContext(tx.pg, sp, district, run_id[-6:], on_batch=lambda t, n: options.progress.advance(n))
+            results = {tp.table.key_id: _table_result(name, tp) for tp in sp.tables}
+            sr.tables = list(results.values())
+            loaded = sp.loaded
+            strategy.before(ctx, loaded, results)
+            for tp in loaded:
+                t0 = time.monotonic()
+                strategy.load_table(ctx, tp, results[tp.table.key_id])
+                results[tp.table.key_id].duration_s = time.monotonic() - t0
+                options.progress.table_done(name, tp.table.qualname)
+                done += 1
+                if done % LOG_EVERY_TABLES == 0:
+                    log.info("loaded %d of %d tables (%s: %s)", done, total_tables, name, tp.table.qualname)
+                checkpoint(f"after-table:{name}:{tp.table.qualname}")
+            strategy.after(ctx, loaded, results)
+            for tp in loaded:
+                res = results[tp.table.key_id]
+                res.checks = [check_row_count(ctx, strategy, tp), check_foreign_keys(ctx, tp)]
+            ctx.drop_staging()
+            sr.duration_s = time.monotonic() - started
+            failed = [c for c in sr.checks if not c.passed]
+            if failed:
+                sr.status = "FAILED"
+                raise VerificationError(
+                    f"post-load verification failed: {failed[0].table}: {failed[0].check}: {failed[0].detail}"
+                    + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
+                    store=name, table=failed[0].table, district=district, checks=failed,
+                )
+            sr.status = "VERIFIED"
+            checkpoint(f"verified:{name}")
+        if load_graph:
+            graph_tx = _load_graph(pf, options, report, run_id)
+            uow.graph = graph_tx
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        _record_outcomes(report, uow, load_graph)
+        raise
+    _record_outcomes(report, uow, load_graph)
+    for sr in report_stores.values():
+        sr.status = "SUCCESS"
+    return uow
+
+
+def _table_result(store: str, tp) -> TableResult:
+    return TableResult(
+        store=store, table=tp.table.qualname, source_rows=tp.rows,
+        source_file=str(tp.source.path) if tp.source else None, skipped=tp.skipped,
+    )
+
+
+def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str):
+    sr = report.stores[GRAPH_STORE]
+    started = time.monotonic()
+    graph_tx = pf.graph_store.begin(pf.plan.district, run_id)
+    try:
+        sr.tables = graph_tx.load(pf.graph_input, options.strategy)
+        checks = graph_tx.verify(pf.graph_input)
+    except BaseException:
+        graph_tx.rollback()
+        raise
+    by_table = {t.table: t for t in sr.tables}
+    for c in checks:
+        target = by_table.get(c.table)
+        if target is None:
+            target = TableResult(GRAPH_STORE, c.table, 0, skipped="check only")
+            by_table[c.table] = target
+            sr.tables.append(target)
+        target.checks.append(c)
+    nodes = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("nodes:")}
+    rels = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("relationships:")}
+    report.graph = {
+        "nodes_loaded": sum(nodes.values()),
+        "relationships_loaded": sum(rels.values()),
+        "nodes_by_label": nodes,
+        "relationships_by_type": rels,
+    }
+    sr.duration_s = time.monotonic() - started
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        graph_tx.rollback()
+        sr.status = "FAILED"
+        raise VerificationError(
+            f"graph verification failed: {failed[0].table}: {failed[0].check}: {failed[0].detail}",
+            store=GRAPH_STORE, table=failed[0].table, district=pf.plan.district, checks=failed,
+        )
+    return graph_tx
+
+
+def _record_outcomes(report: LoadReport, uow: UnitOfWork, load_graph: bool) -> None:
+    for name, tx in uow.stores.items():
+        report.stores[name].transaction = tx.outcome
+    if load_graph and GRAPH_STORE in report.stores:
+        report.stores[GRAPH_STORE].transaction = uow.graph_state
+
+
+def _fail(report: LoadReport, uow: UnitOfWork | None, exc: CertLoaderError) -> None:
+    in_doubt = isinstance(exc, InDoubtError) or any(
+        s.transaction == "IN_DOUBT" for s in report.stores.values()
+    )
+    for sr in report.stores.values():
+        if sr.status not in ("FAILED",):
+            sr.status = "ROLLED_BACK" if sr.transaction == "ROLLED_BACK" else ("IN_DOUBT" if sr.transaction == "IN_DOUBT" else "FAILED")
+        if exc.store == sr.store:
+            sr.error = str(exc)
+    report.error = exc.attrs() | {"rolled_back": not in_doubt}
+    report.finish("FAILED")
+    log.error("load of district %s failed: %s", report.district, exc)
+
+
+def plan_district(config: LoaderConfig, district: str, options: LoadOptions | None = None) -> Preflight:
+    """Pre-flight only: nothing is written. The caller reads ``.plan``/``.status`` and must ``close()``."""
+    options = options or LoadOptions()
+    check_district_name(district)
+    return run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only)
+
+
+def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, int]]:
+    """Delete the district's rows from every configured store, children first (CERT clean-up).
+
+    Each PostgreSQL store deletes in one transaction; with prepared transactions available the
+    stores commit together through the same unit of work as a load.
+    """
+    from cert_loader.catalog import read_catalog
+    from cert_loader.plan import DISTRICT_COLUMN, StorePlan, TablePlan, _order_tables, LoadPlan
+
+    check_district_name(district)
+    run_id = new_run_id().replace("load-", "unload-")
+    pf = Preflight(config, DistrictPaths(config.data_root, district), LoadPlan(district, "replace"))
+    deleted: dict[str, dict[str, int]] = {}
+    try:
+        from cert_loader.preflight import _check_stores, _inspect
+        from cert_loader.stores.postgres import PgStore
+
+        for name, cfg in config.pg.items():
+            store = PgStore(cfg)
+            store.connect(autocommit=True)
+            pf.pg[name] = store
+            pf.status[name] = _inspect(store)
+        _check_stores(pf)
+        pf.plan.raise_for_problems()
+        for store in pf.pg.values():
+            store.lock_district(district)
+        atomic = all(st.two_phase for st in pf.status.values())
+        txs = {n: StoreTransaction(s, make_gid(run_id, n, district), atomic) for n, s in pf.pg.items()}
+        first = next(iter(pf.pg.values())).config if pf.pg else None
+        uow = UnitOfWork(district, run_id, txs, None, first, atomic)
+        try:
+            for name, tx in txs.items():
+                catalog = read_catalog(tx.pg.conn, name)
+                sp = StorePlan(name, catalog, order_source="catalog")
+                sp.tables = [
+                    TablePlan(name, t.qualname, t) for t in catalog.tables.values() if t.column(DISTRICT_COLUMN)
+                ]
+                _order_tables(sp, pf.plan, given=False)
+                tx.begin()
+                ctx = StoreContext(tx.pg, sp, district, run_id[-6:])
+                deleted[name] = {tp.table.qualname: ctx.delete_district(tp) for tp in reversed(sp.tables)}
+            uow.commit()
+        except BaseException:
+            uow.rollback()
+            raise
+        if config.graph is not None:
+            from cert_loader.stores.graph import GraphStore
+
+            graph = GraphStore(config.graph)
+            try:
+                deleted[GRAPH_STORE] = {"nodes": graph.unload(district)}
+            finally:
+                graph.close()
+    finally:
+        pf.close()
+    return deleted

@@ -1,0 +1,98 @@
+"""Render a pre-flight result for `cert-loader plan`: per store the tables in load order, and what would be refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cert_loader.preflight import Preflight
+
+# A conservative rate for the estimate: below binary COPY with FKs on this kind of machine (DESIGN.md section 10).
+ESTIMATE_ROWS_PER_S = 150_000
+
+
+def plan_dict(pf: Preflight) -> dict[str, Any]:
+    plan = pf.plan
+    stores: dict[str, Any] = {}
+    for name, sp in plan.stores.items():
+        st = pf.status[name]
+        stores[name] = {
+            "database": st.url,
+            "cert_mark": "marked" if st.marked else "NOT MARKED",
+            "two_phase_commit": "available" if st.two_phase else "unavailable (max_prepared_transactions = 0)",
+            "order_from": sp.order_source,
+            "rows": sp.rows,
+            "deferrable_cycles": sp.deferrable_cycles,
+            "tables": [
+                {
+                    "table": tp.table.qualname,
+                    "rows": tp.rows,
+                    "file": str(tp.source.path) if tp.source else None,
+                    "skipped": tp.skipped,
+                    "columns_from_file": len(tp.conversions),
+                    "columns_defaulted": tp.defaulted,
+                    "district_id_filled": tp.fill_district,
+                }
+                for tp in sp.tables
+            ],
+        }
+    graph = pf.graph_input
+    if graph is not None:
+        stores["sp"] = {
+            "database": pf.config.graph.redacted(),
+            "nodes": graph.node_count,
+            "relationships": graph.relationship_count,
+            "labels": {k: len(v) for k, v in graph.nodes.items()},
+            "types": {k: len(v) for k, v in graph.relationships.items()},
+        }
+    rows = plan.rows + (graph.node_count + graph.relationship_count if graph is not None else 0)
+    atomic = all(st.two_phase for st in pf.status.values())
+    return {
+        "district_id": plan.district,
+        "strategy": plan.strategy,
+        "validation": pf.gate.status if pf.gate else None,
+        "atomic_default": "required" if atomic else "non-atomic (store after store)",
+        "stores": stores,
+        "total_rows": rows,
+        "estimate_seconds": round(rows / ESTIMATE_ROWS_PER_S, 1),
+        "warnings": plan.warnings,
+        "would_refuse": [str(p) for p in plan.problems],
+    }
+
+
+def render_plan(pf: Preflight, *, as_json: bool = False) -> str:
+    data = plan_dict(pf)
+    if as_json:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    lines = [
+        f"Plan for district {data['district_id']} — strategy {data['strategy']}, validation {data['validation']}",
+        f"Commit: {data['atomic_default']}",
+    ]
+    for name, st in data["stores"].items():
+        lines.append("")
+        if name == "sp":
+            lines.append(f"{name.upper()}  {st['database']}: {st['nodes']:,} nodes, {st['relationships']:,} relationships")
+            lines += [f"    :{k} {v:,}" for k, v in st["labels"].items()]
+            lines += [f"    -[:{k}]- {v:,}" for k, v in st["types"].items()]
+            continue
+        lines.append(
+            f"{name.upper()}  {st['database']}  [{st['cert_mark']}, two-phase {st['two_phase_commit']}, "
+            f"order from {st['order_from']}]  {st['rows']:,} rows"
+        )
+        for i, t in enumerate(st["tables"], 1):
+            extra = f"  SKIPPED: {t['skipped']}" if t["skipped"] else ""
+            if t["columns_defaulted"]:
+                extra += f"  defaults: {', '.join(t['columns_defaulted'])}"
+            lines.append(f"  {i:3}. {t['table']:<40} {t['rows']:>10,}{extra}")
+        for cycle in st["deferrable_cycles"]:
+            lines.append(f"  deferrable FK cycle (loads with constraints deferred): {' -> '.join(cycle)}")
+    lines += ["", f"Total: {data['total_rows']:,} rows, estimate ~{data['estimate_seconds']} s"]
+    if data["warnings"]:
+        lines.append("Warnings:")
+        lines += [f"  - {w}" for w in data["warnings"]]
+    if data["would_refuse"]:
+        lines.append("Would refuse:")
+        lines += [f"  ✗ {p}" for p in data["would_refuse"]]
+    else:
+        lines.append("Nothing would be refused.")
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Pre-flight: everything checked before the first write — gate, connectivity, CERT mark, catalogs, plan (DESIGN.md section 5, step 1)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from cert_loader.catalog import read_catalog
+from cert_loader.config import GRAPH_STORE, LoaderConfig
+from cert_loader.errors import CertLoaderError, ConfigError, StoreError
+from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
+from cert_loader.plan import STRATEGIES, LoadPlan, plan_store
+from cert_loader.stores.postgres import PgStore, mapped_errors
+
+log = logging.getLogger(__name__)
+
+# The database setting that makes a database a CERT store (DESIGN.md section 4).
+MARK_SETTING = "cert_loader.environment"
+MARK_VALUE = "cert"
+
+
+def mark_statements(database: str) -> list[str]:
+    """What a database owner runs once to make a database a CERT store the loader may write to."""
+    from psycopg import sql  # local: only the statement text is needed here
+
+    ident = sql.Identifier(database).as_string(None)
+    return [
+        f"ALTER DATABASE {ident} SET {MARK_SETTING} = '{MARK_VALUE}';",
+        "CREATE SCHEMA IF NOT EXISTS cert_loader;",
+        "CREATE TABLE IF NOT EXISTS cert_loader.load_decision (run_id text PRIMARY KEY, district_id text NOT NULL, "
+        "stores text[] NOT NULL, decided_at timestamptz NOT NULL DEFAULT now());",
+    ]
+
+
+@dataclass
+class StoreStatus:
+    """What pre-flight learned about one PostgreSQL store."""
+
+    name: str
+    url: str
+    database: str = ""
+    marked: bool = False
+    loader_schema: bool = False
+    two_phase: bool = False
+    max_prepared: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Preflight:
+    """The stores, opened in autocommit, and the plan; ``close()`` releases connections and locks."""
+
+    config: LoaderConfig
+    paths: DistrictPaths
+    plan: LoadPlan
+    gate: ValidationGate | None = None
+    pg: dict[str, PgStore] = field(default_factory=dict)
+    status: dict[str, StoreStatus] = field(default_factory=dict)
+    graph_input: Any = None
+    graph_store: Any = None
+
+    def close(self) -> None:
+        for store in self.pg.values():
+            store.close()
+        if self.graph_store is not None:
+            self.graph_store.close()
+
+
+def run_preflight(
+    config: LoaderConfig,
+    district: str,
+    *,
+    strategy: str,
+    strict: bool = False,
+    only: dict[str, set[str]] | None = None,
+    lock: bool = False,
+    before_lock=None,
+) -> Preflight:
+    """Open every selected store and build the plan; problems are collected in ``plan.problems``.
+
+    Raises only for what makes planning itself impossible (refused validation, unreachable store).
+    With ``lock``, each store's district advisory lock is taken (load); ``before_lock`` runs first
+    (recovery of earlier runs' prepared transactions).
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}", hint=f"choose from {', '.join(STRATEGIES)}")
+    paths = DistrictPaths(config.data_root, district)
+    pf = Preflight(config, paths, LoadPlan(district, strategy))
+    try:
+        pf.gate = read_validation_gate(paths)
+        pf.plan.warnings.extend(f"validation: {w}" for w in pf.gate.warnings)
+        order = read_extraction_order(paths)
+        if order is None:
+            pf.plan.warnings.append("extraction-order.json not found; table order comes from the catalog")
+        for name, cfg in config.pg.items():
+            store = PgStore(cfg)
+            store.connect(autocommit=True)
+            pf.pg[name] = store
+            pf.status[name] = _inspect(store)
+        _check_stores(pf)
+        if config.graph is not None:
+            _open_graph(pf, order)
+        if before_lock is not None:
+            before_lock(pf)
+        if lock:
+            for store in pf.pg.values():
+                store.lock_district(district)
+        for name, store in pf.pg.items():
+            catalog = read_catalog(store.conn, name)
+            names = order.get(name) if order is not None else None
+            if order is not None and names is None:
+                pf.plan.warnings.append(f"{name}: extraction-order.json has no entry for this store; order from the catalog")
+            pf.plan.stores[name] = plan_store(
+                name, catalog, names, paths, pf.plan, strict=strict,
+                only=only.get(name, set()) if only is not None else None,
+            )
+    except BaseException:
+        pf.close()
+        raise
+    return pf
+
+
+def _inspect(store: PgStore) -> StoreStatus:
+    with mapped_errors(store.name):
+        database, mark, schema, max_prepared = store.conn.execute(
+            "SELECT current_database(), current_setting(%s, true), "
+            "to_regclass('cert_loader.load_decision') IS NOT NULL, "
+            "current_setting('max_prepared_transactions')::int",
+            (MARK_SETTING,),
+        ).fetchone()
+    return StoreStatus(
+        name=store.name,
+        url=store.config.redacted(),
+        database=database,
+        marked=mark == MARK_VALUE,
+        loader_schema=schema,
+        two_phase=max_prepared > 0,
+        max_prepared=max_prepared,
+    )
+
+
+def _check_stores(pf: Preflight) -> None:
+    """Refuse any database not marked as a CERT store, naming the statement that marks it."""
+    for name, st in pf.status.items():
+        if not st.marked:
+            pf.plan.problems.append(StoreError(
+                f'database "{st.database}" ({st.url}) is not marked as a CERT store; nothing was written',
+                store=name,
+                hint="if it really is CERT, its owner runs: " + " ".join(mark_statements(st.database)[:1])
+                + " (or `cert-loader mark --stores " + name + "`)",
+            ))
+        elif not st.loader_schema:
+            pf.plan.problems.append(StoreError(
+                f'database "{st.database}" lacks the loader\'s schema cert_loader (staging and commit decisions)',
+                store=name,
+                hint="its owner runs `cert-loader mark --stores " + name + "`",
+            ))
+
+
+def _open_graph(pf: Preflight, order: dict | None) -> None:
+    from cert_loader.graph_input import read_graph_input
+    from cert_loader.stores.graph import GraphStore
+
+    paths = pf.paths
+    nodes = paths.source_file(GRAPH_STORE, "nodes")
+    rels = paths.source_file(GRAPH_STORE, "relationships")
+    if not nodes.is_file():
+        message = f"file {nodes} is missing; the graph is not loaded"
+        pf.plan.warnings.append(f"{GRAPH_STORE}: {message}")
+    else:
+        try:
+            pf.graph_input = read_graph_input(nodes, rels if rels.is_file() else None, pf.paths.district)
+        except CertLoaderError as exc:
+            pf.plan.problems.append(exc)
+    pf.graph_store = GraphStore(pf.config.graph)
+    pf.graph_store.ping()

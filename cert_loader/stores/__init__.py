@@ -1,0 +1,1 @@
+"""Store clients: PostgreSQL (psycopg) and the graph (neo4j driver)."""

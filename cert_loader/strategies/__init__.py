@@ -1,0 +1,23 @@
+"""The four load strategies of DESIGN.md section 6, one module each, behind one small interface."""
+
+from __future__ import annotations
+
+from cert_loader.strategies.base import Strategy, StoreContext
+from cert_loader.strategies.insert import InsertStrategy
+from cert_loader.strategies.merge import MergeStrategy
+from cert_loader.strategies.replace import ReplaceStrategy
+from cert_loader.strategies.upsert import UpsertStrategy
+
+STRATEGY_CLASSES: dict[str, type[Strategy]] = {
+    "insert": InsertStrategy,
+    "upsert": UpsertStrategy,
+    "merge": MergeStrategy,
+    "replace": ReplaceStrategy,
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    return STRATEGY_CLASSES[name]()
+
+
+__all__ = ["STRATEGY_CLASSES", "Strategy", "StoreContext", "get_strategy"]

@@ -1,0 +1,285 @@
+"""The transaction model of DESIGN.md section 5 in one place: each store's transaction, the two-phase commit, the gid namespace and recovery.
+
+A district load is one unit of work. Every PostgreSQL store loads and verifies inside its own
+transaction; then each is PREPAREd; then the decision is made durable — the graph transaction's
+commit (it carries a marker node for the run), or, for a load without the graph, a row in the
+coordinator store's ``cert_loader.load_decision`` table committed on its own; then every prepared
+transaction is COMMIT PREPARED. A crash leaves prepared transactions that ``recover()`` resolves
+the way the decision went: commit if the decision record exists, roll back otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import psycopg
+
+from cert_loader.config import PgStoreConfig
+from cert_loader.errors import InDoubtError, StoreError
+from cert_loader.faults import checkpoint
+from cert_loader.stores.postgres import LOCK_PREFIX, PgStore, mapped_errors
+
+log = logging.getLogger(__name__)
+
+# Every global transaction id the loader creates starts with this, so recovery never touches a
+# prepared transaction that is not ours. Layout: cert_loader|<run id>|<store>|<district>.
+GID_PREFIX = "cert_loader|"
+# PostgreSQL's limit on a gid (GIDSIZE) is 200 bytes.
+GID_MAX = 200
+
+DECISION_TABLE = "load_decision"
+
+
+def make_gid(run_id: str, store: str, district: str) -> str:
+    gid = f"{GID_PREFIX}{run_id}|{store}|{district}"
+    if len(gid.encode()) > GID_MAX:
+        raise ValueError(f"transaction id for district {district!r} is longer than {GID_MAX} bytes")
+    return gid
+
+
+def parse_gid(gid: str) -> tuple[str, str, str] | None:
+    """(run id, store, district) of one of our gids, or None for anybody else's."""
+    if not gid.startswith(GID_PREFIX):
+        return None
+    parts = gid[len(GID_PREFIX):].split("|", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+class GraphDecision(Protocol):
+    """The graph transaction as the decision point (implemented by stores.graph.GraphTransaction)."""
+
+    def commit(self, marker: dict) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class StoreTransaction:
+    """One PostgreSQL store's transaction: plain, or two-phase when the server allows prepared transactions."""
+
+    def __init__(self, pg: PgStore, gid: str, two_phase: bool) -> None:
+        self.pg = pg
+        self.gid = gid
+        self.two_phase = two_phase
+        self.state = "NOT_STARTED"  # ACTIVE | PREPARED | COMMITTED | ROLLED_BACK | IN_DOUBT
+
+    def begin(self) -> None:
+        conn = self.pg.conn
+        with mapped_errors(self.pg.name):
+            conn.autocommit = False
+            if self.two_phase:
+                conn.tpc_begin(self.gid)
+            # Deferrable FKs (the cycles the plan allows) are checked at PREPARE/COMMIT, after
+            # our own FK verification has already named any orphan.
+            conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        self.state = "ACTIVE"
+
+    def prepare(self) -> None:
+        with mapped_errors(self.pg.name):
+            self.pg.conn.tpc_prepare()
+        self.state = "PREPARED"
+
+    def commit(self) -> None:
+        with mapped_errors(self.pg.name):
+            if self.two_phase:
+                self.pg.conn.tpc_commit()
+            else:
+                self.pg.conn.commit()
+        self.state = "COMMITTED"
+
+    def rollback(self) -> None:
+        """Roll back whatever state the transaction is in; never raises (it runs on failure paths)."""
+        if self.state in ("COMMITTED", "ROLLED_BACK", "NOT_STARTED"):
+            return
+        try:
+            if self.two_phase:
+                self.pg.conn.tpc_rollback()
+            else:
+                self.pg.conn.rollback()
+            self.state = "ROLLED_BACK"
+        except psycopg.Error as exc:
+            if self.state == "PREPARED":
+                # The prepared transaction survives a lost connection; recovery rolls it back
+                # because no decision was recorded.
+                self.state = "IN_DOUBT"
+                log.error("%s: could not roll back prepared transaction %s: %s", self.pg.name, self.gid, exc)
+            else:
+                # An open transaction dies with its connection: nothing was committed.
+                self.state = "ROLLED_BACK"
+
+    @property
+    def outcome(self) -> str:
+        if self.state == "COMMITTED":
+            return "PREPARED-then-COMMITTED" if self.two_phase else "COMMITTED"
+        return self.state
+
+
+@dataclass
+class UnitOfWork:
+    """All stores' transactions of one district load, committed together or not at all."""
+
+    district: str
+    run_id: str
+    stores: dict[str, StoreTransaction]
+    graph: GraphDecision | None
+    decision_store: PgStoreConfig | None
+    atomic: bool
+    graph_state: str = "NOT_STARTED"
+
+    def commit(self) -> None:
+        if not self.atomic:
+            self._commit_one_by_one()
+            return
+        for name, tx in self.stores.items():
+            checkpoint(f"before-prepare:{name}")
+            tx.prepare()
+        checkpoint("before-decision")
+        self._decide()
+        checkpoint("after-decision")
+        self._commit_prepared()
+
+    def _decide(self) -> None:
+        """Make the commit decision durable: after this returns, recovery commits every store."""
+        marker = {"run_id": self.run_id, "district": self.district, "stores": sorted(self.stores)}
+        if self.graph is not None:
+            try:
+                self.graph.commit(marker)
+                self.graph_state = "COMMITTED"
+            except Exception:
+                self.graph_state = "FAILED"
+                raise
+            return
+        record_decision(self.decision_store, self.run_id, self.district, sorted(self.stores))
+
+    def _commit_prepared(self) -> None:
+        failed = []
+        for name, tx in self.stores.items():
+            checkpoint(f"before-commit-prepared:{name}")
+            try:
+                tx.commit()
+            except StoreError as exc:
+                log.warning("%s: COMMIT PREPARED failed (%s); finishing it on a new connection", name, exc)
+                if finish_prepared(tx.pg.config, tx.gid, commit=True):
+                    tx.state = "COMMITTED"
+                else:
+                    tx.state = "IN_DOUBT"
+                    failed.append(name)
+        if failed:
+            raise InDoubtError(
+                f"the load was decided COMMIT but {', '.join(failed)} could not be committed yet",
+                district=self.district,
+                hint="run `cert-loader recover`; it commits the prepared transactions",
+            )
+
+    def _commit_one_by_one(self) -> None:
+        """Non-atomic mode (no prepared transactions on some server): commit store after store."""
+        if self.graph is not None:
+            self.graph.commit({"run_id": self.run_id, "district": self.district, "stores": sorted(self.stores)})
+            self.graph_state = "COMMITTED"
+        for name, tx in self.stores.items():
+            checkpoint(f"before-commit:{name}")
+            tx.commit()
+
+    def rollback(self) -> None:
+        if self.graph is not None and self.graph_state not in ("COMMITTED",):
+            with contextlib.suppress(Exception):
+                self.graph.rollback()
+            self.graph_state = "ROLLED_BACK"
+        for tx in self.stores.values():
+            tx.rollback()
+
+
+def _connect(config: PgStoreConfig) -> psycopg.Connection:
+    store = PgStore(config, application="cert_loader-recovery")
+    return store.connect(autocommit=True)
+
+
+def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: list[str]) -> None:
+    """Commit the decision row for a load without the graph store (its own one-phase transaction)."""
+    with _connect(config) as conn, mapped_errors(config.name, f"cert_loader.{DECISION_TABLE}"):
+        conn.execute(
+            "INSERT INTO cert_loader.load_decision (run_id, district_id, stores) VALUES (%s, %s, %s)",
+            (run_id, district, stores),
+        )
+
+
+def decision_recorded(configs: list[PgStoreConfig], run_id: str) -> bool:
+    for config in configs:
+        with _connect(config) as conn, mapped_errors(config.name, f"cert_loader.{DECISION_TABLE}"):
+            if conn.execute("SELECT 1 FROM cert_loader.load_decision WHERE run_id = %s", (run_id,)).fetchone():
+                return True
+    return False
+
+
+def finish_prepared(config: PgStoreConfig, gid: str, *, commit: bool) -> bool:
+    """COMMIT/ROLLBACK PREPARED from a fresh connection; False when the server cannot be reached."""
+    try:
+        with _connect(config) as conn:
+            if commit:
+                conn.tpc_commit(gid)
+            else:
+                conn.tpc_rollback(gid)
+        return True
+    except (psycopg.Error, StoreError) as exc:
+        log.error("%s: could not finish prepared transaction %s: %s", config.name, gid, exc)
+        return False
+
+
+@dataclass
+class InDoubt:
+    store: str
+    gid: str
+    run_id: str
+    district: str
+    action: str = "pending"  # committed | rolled back | skipped (load running) | failed
+
+
+def recover(
+    configs: dict[str, PgStoreConfig],
+    graph_decision: Callable[[str], bool] | None,
+    *,
+    decision_configs: list[PgStoreConfig] | None = None,
+) -> list[InDoubt]:
+    """Resolve the loader's in-doubt prepared transactions on the given stores; idempotent.
+
+    A prepared transaction of a district whose advisory lock is held belongs to a load that is
+    still running: it is left alone. Otherwise it is committed when the run's decision was
+    recorded (graph marker or decision row) and rolled back when not.
+    """
+    decision_configs = decision_configs if decision_configs is not None else list(configs.values())
+    found: list[InDoubt] = []
+    decided: dict[str, bool] = {}
+    for name, config in configs.items():
+        with _connect(config) as conn, mapped_errors(name):
+            rows = conn.execute(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s",
+                (GID_PREFIX.replace("|", "|") + "%",),
+            ).fetchall()
+            for (gid,) in rows:
+                parsed = parse_gid(gid)
+                if parsed is None:
+                    continue
+                run_id, _store, district = parsed
+                item = InDoubt(name, gid, run_id, district)
+                found.append(item)
+                key = LOCK_PREFIX + district
+                got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+                if not got:
+                    item.action = "skipped (a load of the district is running)"
+                    continue
+                try:
+                    if run_id not in decided:
+                        decided[run_id] = bool(graph_decision and graph_decision(run_id)) or decision_recorded(
+                            decision_configs, run_id
+                        )
+                    commit = decided[run_id]
+                    if commit:
+                        conn.tpc_commit(gid)
+                    else:
+                        conn.tpc_rollback(gid)
+                    item.action = "committed" if commit else "rolled back"
+                    log.warning("%s: recovered %s: %s", name, gid, item.action)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+    return found
