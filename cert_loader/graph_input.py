@@ -1,0 +1,277 @@
+"""Read and validate a district's graph files before anything is written, so Neo4j never sees a bad value."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cert_loader.errors import InputError
+
+# The one pattern for labels and relationship types: they are formatted into Cypher (DESIGN.md sections 6, 9).
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# The run marker's label (DESIGN.md section 5); district data may not use it, so markers never look like data.
+MARKER_LABEL = "CertLoaderRun"
+# Neo4j integers are signed 64-bit; the driver cannot send anything larger.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_decode = json.JSONDecoder().decode
+
+NODE_COLUMNS = ("id", "labels", "district_id", "properties")
+REL_COLUMNS = ("start", "end", "type", "properties")
+STORE = "sp"
+
+
+@dataclass
+class GraphInput:
+    """One district's graph, validated and grouped by label and relationship type (DESIGN.md section 2).
+
+    ``nodes[label]`` holds ``{"id", "props"}`` and ``relationships[type]`` holds ``{"start", "end", "props"}``;
+    ``props`` never carries ``id`` or ``district_id`` (the store sets those from the key).
+    """
+
+    district: str
+    nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    relationships: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    label_of: dict[str, str] = field(default_factory=dict, repr=False)
+    nodes_path: Path | None = None
+    rels_path: Path | None = None
+
+    @property
+    def node_count(self) -> int:
+        return sum(len(v) for v in self.nodes.values())
+
+    @property
+    def relationship_count(self) -> int:
+        return sum(len(v) for v in self.relationships.values())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            "nodes": {k: len(v) for k, v in self.nodes.items()},
+            "relationships": {k: len(v) for k, v in self.relationships.items()},
+        }
+
+
+def check_identifier(name: Any, what: str, *, table: str, where: str) -> str:
+    """Return ``name`` if it may be formatted into Cypher as a label or type, else raise InputError."""
+    if not isinstance(name, str) or not IDENTIFIER_RE.match(name):
+        raise InputError(
+            f"{where}: {what} {name!r} is not a valid identifier (letters, digits, underscore, "
+            f"not starting with a digit, at most 64 characters)",
+            store=STORE, table=table, hint=f"rename the {what} upstream",
+        )
+    if what == "label" and name == MARKER_LABEL:
+        raise InputError(
+            f"{where}: label {name!r} is reserved for the loader's run markers",
+            store=STORE, table=table, hint="rename the label upstream",
+        )
+    return name
+
+
+_SCALARS = {str: "string", int: "integer", float: "float", bool: "boolean"}
+
+
+def _value_type(value: Any, key: str, *, table: str, where: Any) -> str:
+    """The Neo4j type of one property value, or InputError for a value Neo4j cannot store."""
+    kind = _SCALARS.get(type(value))
+    if kind is not None and (kind != "integer" or INT64_MIN <= value <= INT64_MAX):
+        return kind
+
+    def refuse(what: str) -> InputError:
+        return InputError(
+            f"{where() if callable(where) else where}: property {key!r} {what}", store=STORE, table=table,
+            hint="Neo4j stores only strings, numbers, booleans and lists of one of those types; fix it upstream",
+        )
+
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise refuse(f"integer {value} does not fit in 64 bits")
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        raise refuse("is a nested object")
+    if isinstance(value, list):
+        kinds = set()
+        for item in value:
+            if item is None:
+                raise refuse("is a list containing null")
+            if isinstance(item, (list, dict)):
+                raise refuse("is a list containing a list or an object")
+            kinds.add(_value_type(item, key, table=table, where=where))
+        if len(kinds) > 1:
+            raise refuse(f"is a list of mixed types ({', '.join(sorted(kinds))})")
+        return f"list<{kinds.pop()}>" if kinds else "list<>"
+    raise refuse(f"has an unsupported value {value!r}")
+
+
+class _TypeRegistry:
+    """Remembers each property's type per label/type, so one label never mixes types (DESIGN.md section 9)."""
+
+    def __init__(self, table: str, kind: str) -> None:
+        self.table, self.kind = table, kind
+        self.seen: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def check(self, group: str, key: str, vtype: str, where: Any) -> None:
+        if vtype == "list<>":  # an empty list fits any list type
+            return
+        first = self.seen.get((group, key))
+        if first is None:
+            self.seen[(group, key)] = (vtype, where)
+        elif first[0] != vtype:
+            first = (first[0], first[1]() if callable(first[1]) else first[1])
+            where = where() if callable(where) else where
+            raise InputError(
+                f"property {key!r} of {self.kind} {group} is {first[0]} at {first[1]} but {vtype} at {where}",
+                store=STORE, table=self.table,
+                hint=f"make every {self.kind} {group} use one type per property upstream",
+            )
+
+
+def _parse_props(
+    raw: Any, *, table: str, where: Any, group: str, types: _TypeRegistry, drop: tuple[str, ...]
+) -> dict[str, Any]:
+    """Parse one JSON properties string; ``where`` may be a callable so the hot path builds no text."""
+    if raw is None:
+        return {}
+    try:
+        props = _decode(raw)
+    except (TypeError, ValueError) as exc:
+        where = where() if callable(where) else where
+        raise InputError(
+            f"{where}: properties is not valid JSON ({exc})", store=STORE, table=table,
+            hint="write properties as a JSON object string",
+        ) from exc
+    if not isinstance(props, dict):
+        where = where() if callable(where) else where
+        raise InputError(
+            f"{where}: properties is a JSON {type(props).__name__}, not an object", store=STORE, table=table,
+            hint="write properties as a JSON object string",
+        )
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if not isinstance(key, str) or not key or "\x00" in key:
+            where = where() if callable(where) else where
+            # Neo4j refuses empty token names and NUL bytes; the test server does not (DESIGN.md section 9).
+            raise InputError(
+                f"{where}: property key {key!r} is not a non-empty string without NUL bytes",
+                store=STORE, table=table, hint="rename the property upstream",
+            )
+        if value is None or key in drop:  # null means absent; the key columns win (section 2)
+            continue
+        types.check(group, key, _value_type(value, key, table=table, where=where), where)
+        out[key] = value
+    return out
+
+
+def _read_columns(path: Path, columns: tuple[str, ...], optional: tuple[str, ...], table: str) -> dict[str, list]:
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(
+            f"cannot read {path}: {exc}", store=STORE, table=table, hint="check the file exists and is parquet",
+        ) from exc
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{path}: column(s) {', '.join(missing)} missing (found {', '.join(schema.names)})",
+            store=STORE, table=table, hint=f"write the columns {', '.join(columns)}",
+        )
+    wanted = list(columns) + [c for c in optional if c in schema.names]
+    data = pq.read_table(path, columns=wanted)
+    out: dict[str, list] = {}
+    for name in wanted:
+        col = data.column(name)
+        ctype = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if not (pa.types.is_string(ctype) or pa.types.is_large_string(ctype)
+                or pa.types.is_string_view(ctype) or pa.types.is_null(ctype)):
+            raise InputError(
+                f"{path}: column {name!r} is {col.type}, expected string", store=STORE, table=table,
+                hint="write the column as strings upstream",
+            )
+        out[name] = col.cast(pa.string()).to_pylist()
+    return out
+
+
+def _required(value: Any, column: str, where: str, table: str) -> str:
+    if value is None or value == "":
+        raise InputError(f"{where}: {column} is empty", store=STORE, table=table, hint=f"give every row a {column}")
+    return value
+
+
+def read_graph_input(nodes_path: Path, rels_path: Path | None, district: str) -> GraphInput:
+    """Read ``nodes.parquet`` and ``relationships.parquet`` of ``district`` and refuse anything unloadable.
+
+    Row numbers in messages count from 1. Nothing is written anywhere (DESIGN.md section 5, step 1).
+    """
+    nodes_path = Path(nodes_path)
+    cols = _read_columns(nodes_path, NODE_COLUMNS, (), "nodes")
+    out = GraphInput(district=district, nodes_path=nodes_path, rels_path=Path(rels_path) if rels_path else None)
+    types = _TypeRegistry("nodes", "label")
+    rows = zip(cols["id"], cols["labels"], cols["district_id"], cols["properties"])
+    valid_labels: set[str] = set()
+    for row, (node_id, label, node_district, raw) in enumerate(rows, start=1):
+        node_id = _required(node_id, "id", f"row {row}", "nodes")
+
+        def where(node_id: str = node_id, row: int = row) -> str:
+            return f"node {node_id!r} (row {row})"
+
+        if node_district != district:
+            raise InputError(
+                f"{where()}: district_id is {node_district!r}, not the partition's {district!r}",
+                store=STORE, table="nodes", district=district,
+                hint="load each district from its own folder; fix the district_id upstream",
+            )
+        if label not in valid_labels:
+            valid_labels.add(check_identifier(label, "label", table="nodes", where=where()))
+        if node_id in out.label_of:
+            raise InputError(
+                f"{where()}: duplicate node id {node_id!r}", store=STORE, table="nodes", district=district,
+                hint="node ids must be unique per district; fix the nodes file upstream",
+            )
+        props = _parse_props(raw, table="nodes", where=where, group=label, types=types, drop=("id", "district_id"))
+        out.label_of[node_id] = label
+        out.nodes.setdefault(label, []).append({"id": node_id, "props": props})
+    if rels_path is not None:
+        _read_relationships(Path(rels_path), out)
+    return out
+
+
+def _read_relationships(path: Path, out: GraphInput) -> None:
+    cols = _read_columns(path, REL_COLUMNS, ("district_id",), "relationships")
+    types = _TypeRegistry("relationships", "relationship type")
+    districts = cols.get("district_id") or [None] * len(cols["start"])
+    rows = zip(cols["start"], cols["end"], cols["type"], cols["properties"], districts)
+    valid_types: set[str] = set()
+    label_of = out.label_of
+    for row, (start, end, rtype, raw, rel_district) in enumerate(rows, start=1):
+        start = _required(start, "start", f"row {row}", "relationships")
+        end = _required(end, "end", f"row {row}", "relationships")
+
+        def where(start: str = start, end: str = end, rtype: Any = rtype, row: int = row) -> str:
+            return f"row {row} ({start!r})-[{rtype}]->({end!r})"
+
+        if rel_district is not None and rel_district != out.district:
+            raise InputError(
+                f"{where()}: district_id is {rel_district!r}, not the partition's {out.district!r}",
+                store=STORE, table="relationships", district=out.district, hint="fix the district_id upstream",
+            )
+        if start not in label_of or end not in label_of:
+            role, node_id = ("start", start) if start not in label_of else ("end", end)
+            raise InputError(
+                f"{where()}: {role} node {node_id!r} is not among district {out.district!r}'s nodes",
+                store=STORE, table="relationships", district=out.district,
+                hint="add the node to nodes.parquet or drop the relationship upstream",
+            )
+        if rtype not in valid_types:
+            valid_types.add(check_identifier(rtype, "relationship type", table="relationships", where=where()))
+        props = _parse_props(raw, table="relationships", where=where, group=rtype, types=types, drop=("district_id",))
+        out.relationships.setdefault(rtype, []).append({"start": start, "end": end, "props": props})

@@ -1,0 +1,309 @@
+"""The graph store ``sp``: one explicit Bolt transaction per district load, the decision point of the commit (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+import neo4j
+from neo4j.exceptions import DriverError, IncompleteCommit, Neo4jError, ServiceUnavailable, SessionExpired
+from neo4j.exceptions import TransientError
+
+from cert_loader.config import GraphConfig
+from cert_loader.errors import InDoubtError, StoreError
+from cert_loader.graph_input import MARKER_LABEL, GraphInput
+from cert_loader.results import CheckResult, TableResult
+from cert_loader.stores.graph_strategies import STRATEGIES, GraphLoader, quoted, run_strategy
+
+log = logging.getLogger(__name__)
+STORE = "sp"
+EXAMPLES = 5
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+# Marker properties the loader owns; a caller's marker dict may not override them or add a key (DESIGN.md section 2).
+_MARKER_RESERVED = ("run_id", "district", "decision", "committed_at", "id", "district_id")
+
+
+@contextmanager
+def _mapped(config: GraphConfig, action: str, *, table: str | None = None, district: str | None = None) -> Iterator[None]:
+    """Turn driver errors into StoreError naming the redacted server; never the password (STYLE.md 4)."""
+    try:
+        yield
+    except IncompleteCommit as exc:
+        raise InDoubtError(
+            f"{action}: the connection to {config.redacted()} broke during commit; the outcome is unknown",
+            store=STORE, table=table, district=district,
+            hint="run `cert-loader recover`: it reads the run marker to learn whether the graph committed",
+        ) from exc
+    except (Neo4jError, DriverError, OverflowError) as exc:
+        transient = isinstance(exc, (TransientError, ServiceUnavailable, SessionExpired))
+        code = getattr(exc, "code", None) or type(exc).__name__
+        text = getattr(exc, "message", None) or str(exc)
+        raise StoreError(
+            f"{action} on {config.redacted()} failed: {code}: {text}", store=STORE, table=table,
+            district=district, transient=transient,
+            hint="retry the load" if transient else None,
+        ) from exc
+
+
+class GraphTransaction:
+    """The load's one explicit transaction: strategy work, verification and the run marker (sections 5-7)."""
+
+    def __init__(self, store: "GraphStore", session: neo4j.Session, tx: neo4j.Transaction, district: str, run_id: str):
+        self._store, self._session, self._tx = store, session, tx
+        self.district, self.run_id = district, run_id
+        self.strategy: str | None = None
+        self.results: list[TableResult] = []
+        self._loader = GraphLoader(self._run, district)
+
+    @property
+    def closed(self) -> bool:
+        return self._tx is None
+
+    def _run(self, query: str, table: str | None, **params: Any) -> list[dict[str, Any]]:
+        if self._tx is None:
+            raise StoreError("the graph transaction is already closed", store=STORE, table=table, district=self.district)
+        with _mapped(self._store.config, "statement", table=table, district=self.district):
+            return [record.data() for record in self._tx.run(query, params)]
+
+    def load(self, data: GraphInput, strategy: str) -> list[TableResult]:
+        """Apply ``strategy`` (DESIGN.md section 6): nodes per label in batches, then relationships per type."""
+        if data.district != self.district:
+            raise StoreError(f"input is for district {data.district!r}, the transaction for {self.district!r}",
+                             store=STORE, district=self.district)
+        if strategy not in STRATEGIES:
+            raise StoreError(f"unknown strategy {strategy!r}", store=STORE, hint=f"choose from {', '.join(STRATEGIES)}")
+        self.strategy = strategy
+        self.results = run_strategy(self._loader, data, strategy)
+        return self.results
+
+    def verify(self, data: GraphInput) -> list[CheckResult]:
+        """Counts per label and type, and no dangling relationship, inside the transaction (section 7).
+
+        Under upsert the district may hold more than the source: every source node must be there and each
+        type must hold at least the source's relationships.
+        """
+        checks: list[CheckResult] = []
+        upsert = self.strategy == "upsert"
+        labels = set(data.nodes)
+        types = set(data.relationships)
+        if self.strategy in ("merge", "replace"):  # the district must equal the source: nothing else may remain
+            labels |= set(self._loader.graph_labels())
+            types |= set(self._loader.graph_types())
+        for label in sorted(labels):
+            rows = data.nodes.get(label, [])
+            ids = [r["id"] for r in rows]
+            if upsert:
+                present = self._run(
+                    f"UNWIND $ids AS id MATCH (n:{quoted(label)} {{district_id: $d, id: id}}) RETURN n.id AS id",
+                    f"nodes:{label}", d=self.district, ids=ids,
+                )
+                actual = len(present)
+                passed, examples = actual == len(ids), []
+                if not passed:
+                    examples = sorted(set(ids) - {r["id"] for r in present})[:EXAMPLES]
+            else:
+                actual = self._loader.count_nodes(label)
+                passed, examples = actual == len(ids), []
+                if not passed:
+                    have = set(self._loader.existing_nodes(label))
+                    examples = sorted(have.symmetric_difference(ids))[:EXAMPLES]
+            checks.append(CheckResult(
+                STORE, f"nodes:{label}", "node_count", passed, len(ids), actual,
+                ("every source node present" if upsert else "district nodes of the label")
+                + ("" if passed else f"; expected {len(ids)}, found {actual}; examples are ids missing or extra"),
+                examples,
+            ))
+        for rtype in sorted(types):
+            expected = len(data.relationships.get(rtype, []))
+            actual = self._loader.count_rels(rtype)
+            passed = actual >= expected if upsert else actual == expected
+            examples: list[Any] = []
+            if not passed:
+                src = {(r["start"], r["end"]) for r in data.relationships.get(rtype, [])}
+                have = {(r["start"], r["end"]) for r in self._loader.existing_rels(rtype)}
+                examples = [list(k) for k in sorted(src.symmetric_difference(have))[:EXAMPLES]]
+            checks.append(CheckResult(
+                STORE, f"relationships:{rtype}", "relationship_count", passed, expected, actual,
+                ("at least the source's" if upsert else "district relationships of the type")
+                + ("" if passed else f"; expected {expected}, found {actual}"), examples,
+            ))
+            outside = self._run(
+                f"MATCH (a)-[x:{quoted(rtype)}]->(b) WHERE x.district_id = $d AND "
+                "(coalesce(a.district_id, '') <> $d OR coalesce(b.district_id, '') <> $d) "
+                "RETURN a.id AS start, b.id AS end", f"relationships:{rtype}", d=self.district,
+            )
+            checks.append(CheckResult(
+                STORE, f"relationships:{rtype}", "dangling", not outside, 0, len(outside),
+                "relationships with an end outside the district" if outside else "",
+                [[r["start"], r["end"]] for r in outside[:EXAMPLES]],
+            ))
+        by_table = {r.table: r for r in self.results}
+        for check in checks:
+            if check.table in by_table:
+                by_table[check.table].checks.append(check)
+        return checks
+
+    def commit(self, marker: dict[str, Any] | None = None) -> None:
+        """Write the run marker and commit: this commit is the load's decision (DESIGN.md section 5, step 3)."""
+        extra = dict(marker or {})
+        clash = sorted(set(extra) & set(_MARKER_RESERVED))
+        if clash:
+            raise ValueError(f"marker keys {', '.join(clash)} are reserved (no id/district_id: section 2)")
+        props = {k: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str)
+                 for k, v in extra.items()}
+        props.update(run_id=self.run_id, district=self.district, decision="COMMIT",
+                     committed_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        self._run(f"CREATE (m:{quoted(MARKER_LABEL)}) SET m = $props", "marker", props=props)
+        tx, self._tx = self._tx, None
+        try:
+            with _mapped(self._store.config, "commit", district=self.district):
+                tx.commit()
+        finally:
+            self._session.close()
+
+    def rollback(self) -> None:
+        """Roll back; idempotent, and silent on a transaction the server or driver already closed."""
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            try:
+                tx.rollback()
+            except Exception as exc:  # noqa: BLE001 - a closed or broken tx is rolled back by the server anyway
+                log.debug("sp: rollback of run %s: %s", self.run_id, type(exc).__name__)
+        try:
+            self._session.close()
+        except Exception as exc:  # noqa: BLE001
+            log.debug("sp: closing session of run %s: %s", self.run_id, type(exc).__name__)
+
+    def __enter__(self) -> "GraphTransaction":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+
+class GraphStore:
+    """The Bolt client of ``sp``; every call names ``config.database`` (DESIGN.md section 9)."""
+
+    def __init__(self, config: GraphConfig) -> None:
+        self.config = config
+        self.schema: dict[str, str] = {}
+        scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
+        if scheme not in BOLT_SCHEMES:
+            raise StoreError(f"bad URI {config.redacted()}: scheme {scheme or '(none)'!r} is not Bolt", store=STORE,
+                             hint="CERT_SP_URI must be bolt://host:port or neo4j://host:port (section 4)")
+        with _mapped(config, "connect"):
+            self._driver = neo4j.GraphDatabase.driver(config.uri, auth=(config.user, config.password))
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def __enter__(self) -> "GraphStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, query: str, action: str, **params: Any) -> list[dict[str, Any]]:
+        with _mapped(self.config, action):
+            records, _, _ = self._driver.execute_query(query, params, database_=self.config.database)
+        return [r.data() for r in records]
+
+    def ping(self) -> str:
+        """Check the server answers, the credentials work and the database exists; returns the server agent."""
+        try:
+            self._driver.verify_connectivity()
+            agent = self._driver.get_server_info().agent
+            self._driver.execute_query("RETURN 1 AS one", database_=self.config.database)
+        except (Neo4jError, DriverError) as exc:
+            if isinstance(exc, neo4j.exceptions.AuthError):
+                what, hint = "authentication failed", "check CERT_SP_USER and CERT_SP_PASSWORD"
+            elif isinstance(exc, Neo4jError):
+                what, hint = f"{exc.code}: {exc.message}", "check CERT_SP_DATABASE exists on the server"
+            else:
+                what, hint = f"unreachable ({type(exc).__name__})", "check CERT_SP_URI and that the server runs"
+            raise StoreError(f"cannot use {self.config.redacted()}: {what}", store=STORE,
+                             transient=isinstance(exc, (TransientError, ServiceUnavailable, SessionExpired)),
+                             hint=hint) from exc
+        return agent
+
+    def ensure_schema(self, labels: Iterable[str], rel_types: Iterable[str] = ()) -> dict[str, str]:
+        """Key constraints (or indexes where refused) per label, before and outside the data transaction.
+
+        Returns ``{"nodes:<Label>": "constraint" | "index", ...}``; relationship types get a
+        ``district_id`` index. Neo4j refuses a constraint when duplicates or an equivalent index exist.
+        """
+        for label in sorted(set(labels)):
+            lab = quoted(label)
+            try:
+                self._query(f"CREATE CONSTRAINT cert_key_{label} IF NOT EXISTS FOR (n:{lab}) "
+                            "REQUIRE (n.district_id, n.id) IS UNIQUE", "create constraint")
+                self.schema[f"nodes:{label}"] = "constraint"
+            except StoreError as exc:
+                log.info("sp: constraint on %s refused (%s); using a composite index", label, exc.reason)
+                self._query(f"CREATE INDEX cert_idx_{label} IF NOT EXISTS FOR (n:{lab}) ON (n.district_id, n.id)",
+                            "create index")
+                self.schema[f"nodes:{label}"] = "index"
+        for rtype in sorted(set(rel_types)):
+            self._query(f"CREATE INDEX cert_rel_{rtype} IF NOT EXISTS FOR ()-[x:{quoted(rtype)}]-() "
+                        "ON (x.district_id)", "create index")
+            self.schema[f"relationships:{rtype}"] = "index"
+        self._query(f"CREATE INDEX cert_loader_run IF NOT EXISTS FOR (m:{quoted(MARKER_LABEL)}) ON (m.run_id)",
+                    "create index")
+        self.schema["marker"] = "index"
+        return dict(self.schema)
+
+    def begin(self, district: str, run_id: str) -> GraphTransaction:
+        """Open the load's one explicit transaction (DESIGN.md section 5)."""
+        with _mapped(self.config, "begin", district=district):
+            session = self._driver.session(database=self.config.database)
+            try:
+                tx = session.begin_transaction(metadata={"app": "cert_loader", "run_id": run_id})
+            except BaseException:
+                session.close()
+                raise
+        return GraphTransaction(self, session, tx, district, run_id)
+
+    def decision(self, run_id: str) -> bool:
+        """Whether the graph committed run ``run_id`` (its marker exists); recovery follows it (section 5)."""
+        rows = self._query(f"MATCH (m:{quoted(MARKER_LABEL)} {{run_id: $r}}) WHERE m.decision = 'COMMIT' "
+                           "RETURN count(m) AS c", "read run marker", r=run_id)
+        return bool(rows and rows[0]["c"])
+
+    def _write(self, district: str, work: Any) -> Any:
+        """A small write of its own, retried by the driver on transient errors (DESIGN.md section 9)."""
+        with _mapped(self.config, "write", district=district):
+            with self._driver.session(database=self.config.database) as session:
+                return session.execute_write(lambda tx: work(GraphLoader(
+                    lambda q, _table, **p: [r.data() for r in tx.run(q, p)], district)))
+
+    def unload(self, district: str) -> int:
+        """Delete the district's subgraph (never run markers) in batches, each its own transaction."""
+        deleted, started = 0, time.monotonic()
+        for label in self._write(district, lambda loader: loader.graph_labels()):
+            while True:
+                n = self._write(district, lambda loader: loader._one(
+                    f"MATCH (n:{quoted(label)} {{district_id: $d}}) WITH n LIMIT $k DETACH DELETE n "
+                    "RETURN count(*) AS c", f"nodes:{label}", k=10_000))
+                deleted += n
+                if n == 0:
+                    break
+        log.info("sp: unloaded %d nodes of district %s in %.1fs", deleted, district, time.monotonic() - started)
+        return deleted
+
+    def counts(self, district: str) -> dict[str, dict[str, int]]:
+        """Nodes per label and relationships per type of the district (run markers excluded)."""
+
+        def work(loader: GraphLoader) -> dict[str, dict[str, int]]:
+            nodes = {lab: loader.count_nodes(lab) for lab in loader.graph_labels()}
+            rels = {t: loader.count_rels(t) for t in loader.graph_types()}
+            return {"nodes": {k: v for k, v in nodes.items() if v},
+                    "relationships": {k: v for k, v in rels.items() if v}}
+
+        with _mapped(self.config, "count", district=district):
+            with self._driver.session(database=self.config.database) as session:
+                return session.execute_read(lambda tx: work(GraphLoader(
+                    lambda q, _table, **p: [r.data() for r in tx.run(q, p)], district)))
