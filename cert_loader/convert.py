@@ -143,6 +143,7 @@ class BatchConverter:
     def _convert_column(self, conv: ColumnConversion, arr: pa.Array, first_row: int) -> pa.Array:
         if conv.kind == "uuid":
             return self._uuid(conv, arr, first_row)
+        original = arr
         if pa.types.is_decimal(conv.target) and pa.types.is_floating(arr.type):
             # A float's exact binary value is not what anyone meant: its shortest decimal text is,
             # and that text must fit the column's scale.
@@ -154,7 +155,7 @@ class BatchConverter:
                 out = pc.cast(arr, conv.target, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 idx = _first_failing(arr, conv.target)
-                raise self._fail(conv, first_row + idx, arr[idx].as_py(), f"cannot be converted exactly ({exc})") from exc
+                raise self._fail(conv, first_row + idx, original[idx].as_py(), f"cannot be converted exactly ({exc})") from exc
             if not _is_string(arr.type) and (_is_number(conv.target) or pa.types.is_date(conv.target)):
                 back = pc.cast(out, arr.type, safe=False)
                 differs = pc.fill_null(pc.not_equal(back, arr), False)
