@@ -1,4 +1,4 @@
-"""The `cert-loader` command: plan, load, unload, recover, mark and sample — a thin shell over the engine."""
+"""The `cert-loader` command: plan, load, unload, recover, mark, snapshot, register and sample — a thin shell over the engine."""
 
 from __future__ import annotations
 
@@ -114,6 +114,45 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from cert_loader.bench import run_bench
+
+    results = run_bench(args.admin_url, args.rows, Path(args.out) if args.out else None)
+    for key, value in results.items():
+        print(f"{key:34} {value:,}" if isinstance(value, (int, float)) else f"{key:34} {value}")
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    from cert_loader.manifest import default_manifest_path, snapshot, write_manifest
+
+    config = _config(args)
+    out = Path(args.out or os.environ.get("CERT_SCHEMA_MANIFEST") or default_manifest_path(config.data_root))
+    manifest = snapshot(config)
+    write_manifest(manifest, out)
+    for name, store in manifest.stores.items():
+        print(f"{name}: {len(store.cert_tables)} CERT tables ({len(store.tables)} in all) from database {store.database!r}")
+    if manifest.graph_assets:
+        print(f"sp: assets {', '.join(manifest.graph_assets)}")
+    print(f"wrote {out}; reload the Dagster code location to pick it up")
+    return 0
+
+
+def cmd_register(args) -> int:
+    from cert_loader.defs.partitions import register_districts
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("error: DAGSTER_HOME is not set; point it at the directory holding dagster.yaml", file=sys.stderr)
+        return 2
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        added = register_districts(instance, args.districts)
+    for name in args.districts:
+        print(f"{name}: {'added' if name in added else 'already registered'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cert-loader", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -152,6 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mark", help="mark the configured databases as CERT stores (database owner)")
     common(p, district=False)
     p.set_defaults(func=cmd_mark)
+
+    p = sub.add_parser("bench", help="measure load rates against server-side COPY in the same run")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--admin-url", default=os.environ.get("CERT_BENCH_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres"),
+                   help="a superuser URL: the benchmark creates and drops its own database")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("snapshot", help="write the schema manifest the Dagster code location builds its assets from")
+    common(p, district=False)
+    p.add_argument("--out", help="manifest file (default: $CERT_SCHEMA_MANIFEST or data/analysis/cert-schema.json under the data root)")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("register", help="add districts as partitions to the Dagster instance at $DAGSTER_HOME")
+    p.add_argument("districts", nargs="+", metavar="district")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("sample", help="generate a sample district's input files")
     p.add_argument("district")
