@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -91,7 +90,7 @@ def _drop_db(admin_url: str, name: str) -> None:
 
 
 _CHILD = """
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.engine import LoadOptions, load_district
@@ -99,7 +98,9 @@ url, root, district, strategy = sys.argv[1:5]
 config = LoaderConfig(Path(root), {"ids": PgStoreConfig("ids", url)})
 started = time.perf_counter()
 report = load_district(config, district, LoadOptions(strategy=strategy))
-print(json.dumps({"elapsed": time.perf_counter() - started, "report": report.as_dict()}, default=str))
+elapsed = time.perf_counter() - started
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"elapsed": elapsed, "rss": rss, "report": report.as_dict()}, default=str))
 """
 
 
@@ -111,9 +112,8 @@ def _product_load(url: str, root: Path, district: str, strategy: str = "insert")
     )
     if proc.returncode != 0:
         raise RuntimeError(f"the load failed: {proc.stderr[-3000:]}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # max RSS over children: the loader process
     data = json.loads(proc.stdout.strip().splitlines()[-1])
-    return data["elapsed"], usage.ru_maxrss * 1024, data["report"]
+    return data["elapsed"], data["rss"], data["report"]
 
 
 def _server_copy(url: str, district: str, rows: int) -> float:

@@ -1,0 +1,26 @@
+"""Scale: a 1M-row table with an FK loads with bounded memory (slow; run with -m slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cert_loader.bench import _admin_db, _drop_db, _product_load, make_workload
+from cert_loader_tests.fix_pg import ADMIN_URL, RUN_ID
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("rows", [100_000, 1_000_000])
+def test_large_table_memory_stays_flat(tmp_path, rows):
+    name = f"cert_{RUN_ID}_scale"
+    district = "scale-district"
+    make_workload(tmp_path, district, rows)
+    url = _admin_db(ADMIN_URL, name)
+    try:
+        elapsed, rss, report = _product_load(url, tmp_path, district)
+        assert report["overall_status"] == "SUCCESS", report.get("error")
+        assert report["totals"]["records_loaded"] == rows + 500
+        print(f"\n{rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s, peak RSS {rss / 2**20:.0f} MB")
+        assert rss < 300 * 2**20
+    finally:
+        _drop_db(ADMIN_URL, name)
