@@ -15,6 +15,7 @@ from psycopg import sql
 from cert_loader.config import PgStoreConfig
 
 from cert_loader.errors import LoadLockedError, StoreError
+from cert_loader.faults import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class PgStore:
                     copy.write(encoder.write_header())
                 copy.write(encoder.write_batch(batch))
                 rows += batch.num_rows
+                checkpoint(f"mid-copy:{self.name}:{table}")
             if encoder is not None:
                 copy.write(encoder.finish())
             else:

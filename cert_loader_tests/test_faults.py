@@ -1,0 +1,130 @@
+"""Fault injection: a real `cert-loader load` killed with SIGKILL at each point of the commit protocol.
+
+After each kill, `cert-loader recover` (or a new load, which recovers on its own) must leave every
+store with all of the district's rows or none of them — the same answer everywhere — and no other
+district changed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cert_loader_tests.fix_district import store_snapshot
+
+# point → what recovery must make of it: the decision is durable only after "after-decision".
+POINTS = [
+    ("mid-copy:ids:edfi.attendance_event", "none"),
+    ("before-prepare:ids", "none"),
+    ("before-prepare:hcp1", "none"),
+    ("before-decision", "none"),
+    ("after-decision", "all"),
+    ("before-commit-prepared:hcp2", "all"),
+]
+
+
+def _env(sample_stores, data_root, extra=None):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_DATA_ROOT": str(data_root)}
+    env.update({f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()})
+    env.update(extra or {})
+    return env
+
+
+def _cli(args, env, timeout=180):
+    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", "ids,hcp1,hcp2,adb"],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def kill_at(point: str, district: str, env: dict) -> None:
+    """Start a load that pauses at ``point``, then SIGKILL it from outside."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids,hcp1,hcp2,adb"],
+        env={**env, "CERT_LOADER_TEST_PAUSE_AT": point},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if line.startswith(f"PAUSED {point}"):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            return
+    proc.kill()
+    pytest.fail(f"the load never paused at {point}: {''.join(seen)[-3000:]}")
+
+
+def _all_or_nothing(snapshot: dict, expected: dict) -> str:
+    answers = set()
+    for store, tables in snapshot.items():
+        if all(v == 0 for v in tables.values()):
+            answers.add("none")
+        elif tables == expected[store]:
+            answers.add("all")
+        else:
+            answers.add(f"partial in {store}")
+    assert len(answers) == 1, f"stores disagree: {answers}"
+    return answers.pop()
+
+
+@pytest.fixture
+def reference(make_district, sample_stores, data_root, pg_config):
+    """Rows a full load of a district gives (measured on a throwaway district of the same shape)."""
+    from cert_loader.engine import load_district
+
+    ref = make_district(students=400)
+    assert load_district(pg_config(), ref).status == "SUCCESS"
+    other = store_snapshot(sample_stores, ref)
+    return ref, other
+
+
+@pytest.mark.parametrize("point,expected", POINTS)
+@pytest.mark.parametrize("resolver", ["recover", "next-load"])
+def test_kill_and_recover(point, expected, resolver, reference, make_district, sample_stores, data_root,
+                          no_prepared_left):
+    ref, ref_rows = reference
+    district = make_district(students=400)
+    env = _env(sample_stores, data_root)
+    kill_at(point, district, env)
+    if resolver == "recover":
+        rec = _cli(["recover"], env)
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        outcome = _all_or_nothing(store_snapshot(sample_stores, district), ref_rows_for(ref_rows, ref, district, data_root))
+        assert outcome == expected
+    else:
+        load = _cli(["load", district, "--strategy", "merge"], env)
+        assert load.returncode == 0, load.stdout + load.stderr
+        assert "recovered" in load.stderr or expected == "none"
+        outcome = _all_or_nothing(store_snapshot(sample_stores, district), ref_rows_for(ref_rows, ref, district, data_root))
+        assert outcome == "all"
+    assert store_snapshot(sample_stores, ref) == ref_rows
+
+
+def ref_rows_for(ref_rows, ref, district, data_root):
+    """Expected per-table rows of ``district``: from its own files (districts differ in size by seed)."""
+    import pyarrow.parquet as pq
+
+    from cert_loader.inputs import DistrictPaths
+
+    paths = DistrictPaths(data_root, district)
+    out = {}
+    for store, tables in ref_rows.items():
+        out[store] = {}
+        for qual in tables:
+            schema, name = qual.split(".", 1)
+            for candidate in (qual, name):
+                path = paths.source_file(store, candidate)
+                if path.is_file():
+                    out[store][qual] = pq.read_metadata(path).num_rows
+                    break
+            else:
+                out[store][qual] = 0
+    return out
