@@ -146,6 +146,7 @@ def cmd_register(args) -> int:
         return 2
     import dagster as dg
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # dagster-postgres migrates a new instance's tables
     with dg.DagsterInstance.get() as instance:
         added = register_districts(instance, args.districts)
     for name in args.districts:

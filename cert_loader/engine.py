@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 from cert_loader.config import GRAPH_STORE, LoaderConfig
@@ -50,6 +51,7 @@ class LoadOptions:
     load_graph: bool = True
     progress: Progress = field(default_factory=NoProgress)
     run_id: str | None = None
+    manifest: Path | None = None  # the schema manifest to check the live catalogs against (Dagster)
 
 
 def new_run_id() -> str:
@@ -70,7 +72,7 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
             raise ConfigError(f"unknown atomic mode {options.atomic!r}", hint=f"choose from {', '.join(ATOMIC_MODES)}")
         pf = run_preflight(
             config, district, strategy=options.strategy, strict=options.strict, only=options.only,
-            lock=True, before_lock=lambda p: _recover_before_load(p, report),
+            lock=True, before_lock=lambda p: _recover_before_load(p, report), manifest=options.manifest,
         )
         report.validation_status = pf.gate.status
         report.warnings = list(pf.plan.warnings)
@@ -140,7 +142,7 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
         report_stores[name] = StoreResult(name, two_phase=atomic)
     if load_graph:
         report_stores[GRAPH_STORE] = StoreResult(GRAPH_STORE, two_phase=False)
-        pf.graph_store.ensure_schema(pf.graph_input.labels)
+        pf.graph_store.ensure_schema(list(pf.graph_input.nodes))
     total_tables = sum(len(sp.loaded) for sp in pf.plan.stores.values())
     options.progress.start(pf.plan.rows, total_tables)
     try:
@@ -211,14 +213,14 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
     except BaseException:
         graph_tx.rollback()
         raise
-    by_table = {t.table: t for t in sr.tables}
+    # verify() attaches each check to its label's/type's result; a check on a label the source
+    # lacks (merge/replace found leftovers) gets a result of its own so the report shows it.
+    attached = {id(c) for t in sr.tables for c in t.checks}
+    extra: dict[str, TableResult] = {}
     for c in checks:
-        target = by_table.get(c.table)
-        if target is None:
-            target = TableResult(GRAPH_STORE, c.table, 0, skipped="check only")
-            by_table[c.table] = target
-            sr.tables.append(target)
-        target.checks.append(c)
+        if id(c) not in attached:
+            extra.setdefault(c.table, TableResult(GRAPH_STORE, c.table, 0)).checks.append(c)
+    sr.tables.extend(extra.values())
     nodes = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("nodes:")}
     rels = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("relationships:")}
     report.graph = {
@@ -264,7 +266,8 @@ def plan_district(config: LoaderConfig, district: str, options: LoadOptions | No
     """Pre-flight only: nothing is written. The caller reads ``.plan``/``.status`` and must ``close()``."""
     options = options or LoadOptions()
     check_district_name(district)
-    return run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only)
+    return run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only,
+                         manifest=options.manifest)
 
 
 def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, int]]:

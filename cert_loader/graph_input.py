@@ -42,6 +42,14 @@ class GraphInput:
     rels_path: Path | None = None
 
     @property
+    def labels(self) -> list[str]:
+        return list(self.nodes)
+
+    @property
+    def types(self) -> list[str]:
+        return list(self.relationships)
+
+    @property
     def node_count(self) -> int:
         return sum(len(v) for v in self.nodes.values())
 

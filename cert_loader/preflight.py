@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cert_loader.catalog import read_catalog
 from cert_loader.config import GRAPH_STORE, LoaderConfig
-from cert_loader.errors import CertLoaderError, ConfigError, StoreError
+from cert_loader.errors import CatalogError, CertLoaderError, ConfigError, StoreError
 from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
 from cert_loader.plan import STRATEGIES, LoadPlan, plan_store
 from cert_loader.stores.postgres import PgStore, mapped_errors
@@ -79,12 +80,14 @@ def run_preflight(
     only: dict[str, set[str]] | None = None,
     lock: bool = False,
     before_lock=None,
+    manifest: Path | None = None,
 ) -> Preflight:
     """Open every selected store and build the plan; problems are collected in ``plan.problems``.
 
     Raises only for what makes planning itself impossible (refused validation, unreachable store).
     With ``lock``, each store's district advisory lock is taken (load); ``before_lock`` runs first
-    (recovery of earlier runs' prepared transactions).
+    (recovery of earlier runs' prepared transactions). With ``manifest``, every difference between it and
+    a live catalog is a CatalogError problem (DESIGN.md section 8: a load fails clearly on drift).
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}", hint=f"choose from {', '.join(STRATEGIES)}")
@@ -111,6 +114,8 @@ def run_preflight(
                 store.lock_district(district)
         for name, store in pf.pg.items():
             catalog = read_catalog(store.conn, name)
+            if manifest is not None:
+                pf.plan.problems.extend(_drift(manifest, name, catalog))
             names = order.get(name) if order is not None else None
             if order is not None and names is None:
                 pf.plan.warnings.append(f"{name}: extraction-order.json has no entry for this store; order from the catalog")
@@ -122,6 +127,15 @@ def run_preflight(
         pf.close()
         raise
     return pf
+
+
+def _drift(path: Path, store: str, catalog) -> list[CertLoaderError]:
+    from cert_loader.manifest import drift, read_manifest
+
+    try:
+        return drift(read_manifest(path), store, catalog)
+    except CertLoaderError as exc:
+        return [CatalogError(exc.reason, store=store, hint=exc.hint)]
 
 
 def _inspect(store: PgStore) -> StoreStatus:

@@ -141,10 +141,10 @@ class UnitOfWork:
 
     def _decide(self) -> None:
         """Make the commit decision durable: after this returns, recovery commits every store."""
-        marker = {"run_id": self.run_id, "district": self.district, "stores": sorted(self.stores)}
         if self.graph is not None:
             try:
-                self.graph.commit(marker)
+                # The graph store adds run_id, district and the decision itself.
+                self.graph.commit({"stores": ",".join(sorted(self.stores))})
                 self.graph_state = "COMMITTED"
             except Exception:
                 self.graph_state = "FAILED"
@@ -175,7 +175,7 @@ class UnitOfWork:
     def _commit_one_by_one(self) -> None:
         """Non-atomic mode (no prepared transactions on some server): commit store after store."""
         if self.graph is not None:
-            self.graph.commit({"run_id": self.run_id, "district": self.district, "stores": sorted(self.stores)})
+            self.graph.commit({"stores": ",".join(sorted(self.stores))})
             self.graph_state = "COMMITTED"
         for name, tx in self.stores.items():
             checkpoint(f"before-commit:{name}")

@@ -1,4 +1,4 @@
-"""The four load strategies on the graph (DESIGN.md section 6) as batched, portable Cypher in the load's one transaction."""
+"""The four load strategies on the graph (DESIGN.md section 6): batched, portable Cypher in the load's transaction."""
 
 from __future__ import annotations
 
@@ -64,46 +64,79 @@ class GraphLoader:
 
     # -- what the district holds ------------------------------------------------------------------
     def graph_labels(self) -> list[str]:
+        """Every label in the database the loader could have written (the district's are among them)."""
         rows = self.run("CALL db.labels() YIELD label RETURN label", None)
         return sorted(r["label"] for r in rows if IDENTIFIER_RE.match(r["label"]) and r["label"] != MARKER_LABEL)
-
-    def graph_types(self) -> list[str]:
-        rows = self.run("CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType", None)
-        return sorted(r["relationshipType"] for r in rows if IDENTIFIER_RE.match(r["relationshipType"]))
 
     def count_nodes(self, label: str) -> int:
         return self._one(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN count(n) AS c", f"nodes:{label}")
 
-    def count_rels(self, rtype: str) -> int:
-        return self._one(
-            f"MATCH ()-[x:{quoted(rtype)}]->() WHERE x.district_id = $d RETURN count(x) AS c",
-            f"relationships:{rtype}",
-        )
+    def rel_census(self, labels: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The district's relationships per type, found from its nodes through the key index.
+
+        A type scan would read every district's relationships (a CERT graph holds many districts), so
+        relationships are reached from the district's nodes: ``count`` starts at a district node,
+        ``end_outside``/``start_outside`` have the other end outside the district (dangling, section 7).
+        A district relationship with both ends outside the district is not seen; the loader never makes one.
+        """
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "end_outside": 0, "start_outside": 0})
+        for label in labels:
+            lab = quoted(label)
+            for r in self.run(
+                f"MATCH (a:{lab} {{district_id: $d}})-[x]->(b) WHERE x.district_id = $d RETURN type(x) AS t, "
+                "count(x) AS c, sum(CASE WHEN coalesce(b.district_id, '') <> $d THEN 1 ELSE 0 END) AS o",
+                f"nodes:{label}", d=self.district,
+            ):
+                out[r["t"]]["count"] += r["c"]
+                out[r["t"]]["end_outside"] += r["o"]
+            for r in self.run(
+                f"MATCH (b:{lab} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
+                "AND coalesce(a.district_id, '') <> $d RETURN type(x) AS t, count(x) AS c",
+                f"nodes:{label}", d=self.district,
+            ):
+                out[r["t"]]["start_outside"] += r["c"]
+        return {t: dict(v) for t, v in out.items() if IDENTIFIER_RE.match(t)}
+
+    def dangling(self, rtype: str, labels: Iterable[str], limit: int) -> list[list[str]]:
+        """A few (start, end) ids of the district's ``rtype`` relationships with an end outside the district."""
+        found: list[list[str]] = []
+        for label in labels:
+            for arrow in ("-[x:{t}]->(b)", "<-[x:{t}]-(b)"):
+                pattern = arrow.format(t=quoted(rtype))
+                rows = self.run(
+                    f"MATCH (a:{quoted(label)} {{district_id: $d}}){pattern} WHERE x.district_id = $d "
+                    "AND coalesce(b.district_id, '') <> $d RETURN a.id AS a, b.id AS b LIMIT $k",
+                    f"relationships:{rtype}", d=self.district, k=limit,
+                )
+                found += [[r["a"], r["b"]] if arrow.startswith("-") else [r["b"], r["a"]] for r in rows]
+        return found[:limit]
 
     # -- deletes -------------------------------------------------------------------------------------
+    def delete_batch(self, label: str) -> int:
+        """Delete up to DELETE_BATCH district nodes of ``label`` with their relationships (section 9)."""
+        return self._one(
+            f"MATCH (n:{quoted(label)} {{district_id: $d}}) WITH n LIMIT $k DETACH DELETE n RETURN count(*) AS c",
+            f"nodes:{label}", k=DELETE_BATCH,
+        )
+
     def delete_label(self, label: str) -> int:
-        q = f"MATCH (n:{quoted(label)} {{district_id: $d}}) WITH n LIMIT $k DETACH DELETE n RETURN count(*) AS c"
-        return self._loop(q, f"nodes:{label}")
-
-    def delete_type(self, rtype: str) -> int:
-        q = f"MATCH ()-[x:{quoted(rtype)}]->() WHERE x.district_id = $d WITH x LIMIT $k DELETE x RETURN count(*) AS c"
-        return self._loop(q, f"relationships:{rtype}")
-
-    def _loop(self, query: str, table: str) -> int:
         total = 0
         while True:
-            n = self._one(query, table, k=DELETE_BATCH)
+            n = self.delete_batch(label)
             total += n
             if n < DELETE_BATCH:
                 return total
 
     def delete_node_ids(self, label: str, ids: list[str]) -> int:
-        q = f"UNWIND $ids AS id MATCH (n:{quoted(label)} {{district_id: $d, id: id}}) DETACH DELETE n RETURN count(*) AS c"
+        q = (f"UNWIND $ids AS id MATCH (n:{quoted(label)} {{district_id: $d, id: id}}) DETACH DELETE n "
+             "RETURN count(*) AS c")
         return sum(self._one(q, f"nodes:{label}", ids=chunk) for chunk in batches(ids))
 
     # -- nodes -----------------------------------------------------------------------------------------
     def create_nodes(self, label: str, rows: list[dict], *, check_existing: bool) -> int:
         table, lab = f"nodes:{label}", quoted(label)
+        # An empty district (the usual insert) cannot clash: one index count instead of a check per batch.
+        check_existing = check_existing and bool(rows) and self.count_nodes(label) > 0
         created = 0
         for chunk in batches(rows):
             if check_existing:
@@ -152,7 +185,7 @@ class GraphLoader:
 
     # -- relationships ------------------------------------------------------------------------------
     def create_rels(self, rtype: str, pair: tuple[str, str], rows: list[dict]) -> int:
-        """Create relationships between district nodes found by ``(district_id, id)``, never internal ids (section 2)."""
+        """Create relationships between district nodes found by their key, never by internal ids (section 2)."""
         table = f"relationships:{rtype}"
         q = (
             f"UNWIND $rows AS r MATCH (a:{quoted(pair[0])} {{district_id: $d, id: r.start}}) "
@@ -179,23 +212,31 @@ class GraphLoader:
         )
         return sum(self._one(q, f"relationships:{rtype}", rows=chunk) for chunk in batches(rows))
 
-    def existing_rels(self, rtype: str) -> list[dict]:
-        return self.run(
-            f"MATCH (a)-[x:{quoted(rtype)}]->(b) WHERE x.district_id = $d "
-            "RETURN a.id AS start, b.id AS end, labels(a) AS sl, labels(b) AS el, "
-            "a.district_id AS sd, b.district_id AS ed, properties(x) AS p",
-            f"relationships:{rtype}", d=self.district,
-        )
+    def existing_rels(self, rtype: str, labels: Iterable[str]) -> list[dict]:
+        """The district's ``rtype`` relationships that start at a district node, with both ends' keys."""
+        rows: list[dict] = []
+        for label in labels:
+            rows += [{**r, "sl": label} for r in self.run(
+                f"MATCH (a:{quoted(label)} {{district_id: $d}})-[x:{quoted(rtype)}]->(b) WHERE x.district_id = $d "
+                "RETURN a.id AS start, b.id AS end, labels(b) AS el, b.district_id AS ed, properties(x) AS p",
+                f"relationships:{rtype}", d=self.district,
+            )]
+        return rows
 
-    def delete_outside(self, rtype: str) -> int:
+    def delete_outside(self, rtype: str, labels: Iterable[str]) -> int:
         """Delete the district's relationships with an end outside the district (merge cleans them up)."""
-        return self._one(
-            f"MATCH (a)-[x:{quoted(rtype)}]->(b) WHERE x.district_id = $d AND "
-            "(coalesce(a.district_id, '') <> $d OR coalesce(b.district_id, '') <> $d) DELETE x RETURN count(*) AS c",
-            f"relationships:{rtype}",
-        )
+        deleted = 0
+        for label in labels:
+            for arrow in ("-[x:{t}]->(b)", "<-[x:{t}]-(b)"):
+                deleted += self._one(
+                    f"MATCH (a:{quoted(label)} {{district_id: $d}}){arrow.format(t=quoted(rtype))} "
+                    "WHERE x.district_id = $d AND coalesce(b.district_id, '') <> $d DELETE x RETURN count(*) AS c",
+                    f"relationships:{rtype}",
+                )
+        return deleted
 
-    def sync_rels(self, rtype: str, rows: list[dict], label_of: dict[str, str], *, exact: bool) -> TableResult:
+    def sync_rels(self, rtype: str, rows: list[dict], label_of: dict[str, str], labels: list[str], *,
+                  exact: bool) -> TableResult:
         """Upsert (``exact=False``) or merge (``exact=True``) one relationship type.
 
         A relationship has no key of its own: it is identified by its type and its two end keys. Where the
@@ -206,13 +247,13 @@ class GraphLoader:
         res = TableResult(store=STORE, table=f"relationships:{rtype}", source_rows=len(rows),
                           inserted=0, updated=0, deleted=0, unchanged=0)
         if exact:
-            res.deleted += self.delete_outside(rtype)
+            res.deleted += self.delete_outside(rtype, labels)
         old: dict[tuple, list[dict]] = defaultdict(list)
-        for r in self.existing_rels(rtype):
-            if r["sd"] != self.district or r["ed"] != self.district:
+        for r in self.existing_rels(rtype, labels):
+            if r["ed"] != self.district or not r["el"]:
                 continue  # upsert leaves them; merge deleted them above
             props = {k: v for k, v in r["p"].items() if k != "district_id"}
-            old[(r["start"], r["sl"][0], r["end"], r["el"][0])].append(props)
+            old[(r["start"], r["sl"], r["end"], r["el"][0])].append(props)
         new: dict[tuple, list[dict]] = defaultdict(list)
         for r in rows:
             new[(r["start"], label_of[r["start"]], r["end"], label_of[r["end"]])].append(r["props"])
@@ -228,7 +269,8 @@ class GraphLoader:
                     todo["delete"][pair].append(ends)
                     res.deleted += len(o)
             elif len(o) == 1 and len(n) == 1:
-                if same_value(o[0], n[0]) if exact else _covers(o[0], n[0]):
+                fits = same_value(o[0], n[0]) if exact else _covers(o[0], n[0])
+                if fits:
                     res.unchanged += 1
                 else:
                     todo["set" if exact else "add"][pair].append({**ends, "props": n[0]})
@@ -276,7 +318,7 @@ def run_strategy(loader: GraphLoader, data: GraphInput, strategy: str) -> list[T
     """Apply ``strategy`` to the district's graph; one TableResult per label and per relationship type."""
     if strategy not in STRATEGIES:
         raise StoreError(f"unknown strategy {strategy!r}", store=STORE, hint=f"choose from {', '.join(STRATEGIES)}")
-    node_src, rel_src = str(data.nodes_path or ""), str(data.rels_path or "") or None
+    node_src, rel_src = str(data.nodes_path or "") or None, str(data.rels_path or "") or None
     results: dict[str, TableResult] = {}
 
     def result(table: str, rows: int, src: str | None) -> TableResult:
@@ -285,13 +327,12 @@ def run_strategy(loader: GraphLoader, data: GraphInput, strategy: str) -> list[T
     def timed(res: TableResult, started: float) -> None:
         res.duration_s += time.monotonic() - started
 
-    if strategy == "replace":  # delete the district's subgraph, relationships first so they are counted
-        for rtype in loader.graph_types():
-            t0 = time.monotonic()
+    labels = loader.graph_labels() if strategy in ("replace", "merge") else []
+    if strategy == "replace":  # delete the district's subgraph: DETACH DELETE takes the relationships along
+        for rtype, seen in loader.rel_census(labels).items():
             res = result(f"relationships:{rtype}", len(data.relationships.get(rtype, [])), rel_src)
-            res.deleted = loader.delete_type(rtype)
-            timed(res, t0)
-        for label in loader.graph_labels():
+            res.deleted = seen["count"] + seen["start_outside"]
+        for label in labels:
             t0 = time.monotonic()
             res = result(f"nodes:{label}", len(data.nodes.get(label, [])), node_src)
             res.deleted = loader.delete_label(label)
@@ -302,6 +343,8 @@ def run_strategy(loader: GraphLoader, data: GraphInput, strategy: str) -> list[T
         res = result(f"nodes:{label}", len(rows), node_src)
         if strategy in ("insert", "replace"):
             res.inserted = loader.create_nodes(label, rows, check_existing=strategy == "insert")
+            if strategy == "replace":
+                res.deleted = res.deleted or 0
         elif strategy == "upsert":
             res.inserted, res.updated = loader.upsert_nodes(label, rows)
         else:
@@ -319,32 +362,34 @@ def run_strategy(loader: GraphLoader, data: GraphInput, strategy: str) -> list[T
             removed[label] = list(old)  # deleted after the relationships, so those are counted per type
         timed(res, t0)
     if strategy == "merge":
-        for rtype in sorted(set(loader.graph_types()) | set(data.relationships)):
+        labels = sorted(set(labels) | set(data.nodes))
+        for rtype in sorted(set(loader.rel_census(labels)) | set(data.relationships)):
             t0 = time.monotonic()
-            synced = loader.sync_rels(rtype, data.relationships.get(rtype, []), data.label_of, exact=True)
+            synced = loader.sync_rels(rtype, data.relationships.get(rtype, []), data.label_of, labels, exact=True)
             synced.source_file = rel_src
             results[synced.table] = synced
             timed(synced, t0)
-        for label in loader.graph_labels():
+        for label in labels:
+            t0 = time.monotonic()
             if label in data.nodes:
-                t0 = time.monotonic()
-                results[f"nodes:{label}"].deleted = loader.delete_node_ids(label, removed[label])
-                timed(results[f"nodes:{label}"], t0)
+                res = results[f"nodes:{label}"]
+                res.deleted = loader.delete_node_ids(label, removed[label])
             else:
-                t0 = time.monotonic()
                 res = result(f"nodes:{label}", 0, node_src)
                 res.deleted, res.inserted, res.updated, res.unchanged = loader.delete_label(label), 0, 0, 0
-                timed(res, t0)
+            timed(res, t0)
         return [r for r in results.values() if r.source_rows or r.deleted or r.inserted]
     for rtype, rows in data.relationships.items():
         t0 = time.monotonic()
         if strategy == "upsert":
-            synced = loader.sync_rels(rtype, rows, data.label_of, exact=False)
+            synced = loader.sync_rels(rtype, rows, data.label_of, sorted(data.nodes), exact=False)
             synced.source_file, synced.deleted = rel_src, None
             results[synced.table] = synced
         else:
             res = result(f"relationships:{rtype}", len(rows), rel_src)
             res.inserted = sum(loader.create_rels(rtype, pair, items)
                                for pair, items in rel_groups(rows, data.label_of).items())
+            if strategy == "replace":
+                res.deleted = res.deleted or 0
         timed(results[f"relationships:{rtype}"], t0)
     return [r for r in results.values() if r.source_rows or r.deleted]

@@ -35,10 +35,16 @@ def _package_dir() -> Path:
     return Path(arcadedb_embedded.__file__).resolve().parent
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports on 127.0.0.1 (held open together, so the two never coincide)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _restore_signals() -> None:
@@ -62,6 +68,17 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _is_our_server(pid: int, root_dir: Path) -> bool:
+    """Guard against a reused pid: the process must be the ArcadeDB server rooted in ``root_dir``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid file
+    return b"com.arcadedb.server.ArcadeDBServer" in cmdline and (
+        f"-Darcadedb.server.rootPath={root_dir}".encode() in cmdline
+    )
 
 
 def _kill_group(pid: int, proc: subprocess.Popen | None = None) -> None:
@@ -167,8 +184,8 @@ def start_arcadedb(
     root_dir.mkdir(parents=True, exist_ok=True)
     pkg = _package_dir()
     java = pkg / "jre" / "bin" / "java"
-    bolt_port = bolt_port or _free_port()
-    http_port = http_port or _free_port()
+    free = _free_ports(2)
+    bolt_port, http_port = bolt_port or free[0], http_port or free[1]
     cmd = [
         str(java), f"-Xmx{heap}", "--add-modules", "jdk.incubator.vector",
         "-Darcadedb.server.mode=development",
@@ -196,13 +213,17 @@ def start_arcadedb(
     )
     deadline = time.monotonic() + READY_TIMEOUT_S
     http_ok = False
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        http_ok = http_ok or _http_ready(http_port, database, password)
-        if http_ok and _bolt_ready(server.bolt_uri, password, database):
-            return server
-        time.sleep(0.25)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            http_ok = http_ok or _http_ready(http_port, database, password)
+            if http_ok and _bolt_ready(server.bolt_uri, password, database):
+                return server
+            time.sleep(0.25)
+    except BaseException:  # interrupted while waiting: never leave a JVM behind
+        server.stop()
+        raise
     exited = proc.poll()
     server.stop()
     state = f"exited with code {exited}" if exited is not None else f"not ready after {READY_TIMEOUT_S:.0f}s"
@@ -243,7 +264,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"arcadedb: no {pid_file}; nothing to stop", file=sys.stderr)
         return 0
     pid = int(pid_file.read_text().strip())
-    if _pid_alive(pid):
+    if _pid_alive(pid) and _is_our_server(pid, args.dir.resolve()):
         _kill_group(pid)
     pid_file.unlink(missing_ok=True)
     return 0

@@ -1,0 +1,51 @@
+"""The Dagster layer over the engine: specs from the schema manifest, one multi_asset, checks, resources, sensor (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dagster as dg
+
+from cert_loader.config import GRAPH_STORE, PG_STORES
+from cert_loader.manifest import Manifest, read_manifest
+
+log = logging.getLogger(__name__)
+JOB_NAME = "cert_district_job"
+
+
+def no_manifest_hint(path: Path) -> str:
+    return (f"no schema manifest at {path}, so no CERT assets: run `cert-loader snapshot` "
+            "(it reads the live CERT catalogs), then reload the code location")
+
+
+def build_definitions(manifest_path: Path, *, resources: dict | None = None) -> dg.Definitions:
+    """Everything from one manifest file; no database is touched. An absent manifest gives zero CERT assets."""
+    from cert_loader.defs.assets import build_cert_asset
+    from cert_loader.defs.resources import env_resources
+    from cert_loader.defs.sensors import build_validation_sensor
+    from cert_loader.defs.translator import build_specs
+
+    manifest_path = Path(manifest_path)
+    manifest: Manifest | None = read_manifest(manifest_path) if manifest_path.is_file() else None
+    cert = build_specs(manifest) if manifest is not None else None
+    if cert is None or not cert.specs:
+        hint = no_manifest_hint(manifest_path) if cert is None else (
+            f"the schema manifest {manifest_path} has no CERT table (no table with a district_id column): "
+            "check the CERT_*_URL variables, run `cert-loader snapshot` again, then reload the code location")
+        log.warning(hint)
+        return dg.Definitions(
+            sensors=[build_validation_sensor(None, hint)],
+            resources=resources if resources is not None else env_resources(()),
+            metadata={"cert_loader/manifest": hint},
+        )
+    asset = build_cert_asset(cert, manifest_path)
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(asset))
+    stores = tuple(s for s in PG_STORES if s in manifest.stores) + ((GRAPH_STORE,) if manifest.graph_assets else ())
+    return dg.Definitions(
+        assets=[asset],
+        jobs=[job],
+        sensors=[build_validation_sensor(job)],
+        resources=resources if resources is not None else env_resources(stores),
+        metadata={"cert_loader/manifest": str(manifest_path), "cert_loader/manifest_written_at": manifest.written_at},
+    )

@@ -1,0 +1,63 @@
+"""The engine's TableResults per asset key, and the metadata each materialization carries (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cert_loader.config import GRAPH_STORE
+from cert_loader.defs.translator import CertAssets
+from cert_loader.report import LoadReport
+from cert_loader.results import TableResult
+
+
+def table_results(cert: CertAssets, report: LoadReport) -> dict[dg.AssetKey, list[TableResult]]:
+    """Relational tables map one to one; the graph's ``nodes:<Label>`` and ``relationships:<TYPE>`` map to two assets."""
+    out: dict[dg.AssetKey, list[TableResult]] = {}
+    for store, sr in report.stores.items():
+        for tr in sr.tables:
+            name = tr.table.split(":", 1)[0] if store == GRAPH_STORE else tr.table
+            key = cert.key_of(store, name)
+            if key is not None:
+                out.setdefault(key, []).append(tr)
+    return out
+
+
+def materialization_metadata(report: LoadReport, key: dg.AssetKey, tables: list[TableResult]) -> dict:
+    loaded = [t for t in tables if not t.skipped]
+    store = loaded[0].store
+    sr = report.stores[store]
+    meta: dict = {
+        "cert_loader/store": store,
+        "cert_loader/strategy": report.strategy,
+        "cert_loader/rows": sum(t.source_rows for t in loaded),
+        "cert_loader/records_loaded": sum(t.records_loaded for t in loaded),
+        "cert_loader/duration_s": dg.FloatMetadataValue(round(sum(t.duration_s for t in loaded), 3)),
+        "cert_loader/transaction": sr.transaction,
+        "cert_loader/load_run_id": report.run_id,
+        "cert_loader/load_report": dg.MetadataValue.json(summary(report)),
+    }
+    for field in ("inserted", "updated", "deleted", "unchanged"):
+        values = [getattr(t, field) for t in loaded]
+        if all(v is not None for v in values):
+            meta[f"cert_loader/{field}"] = sum(values)
+    counts = [c.actual for t in loaded for c in t.checks if c.check in ("row_count", "node_count", "relationship_count")]
+    if counts and all(isinstance(n, int) for n in counts):
+        meta["dagster/row_count"] = sum(counts)  # the district's rows after the load, as verified
+    files = sorted({t.source_file for t in loaded if t.source_file})
+    if len(files) == 1:
+        meta["cert_loader/source_file"] = dg.MetadataValue.path(files[0])
+    if store == GRAPH_STORE:
+        meta["cert_loader/by_label_or_type"] = dg.MetadataValue.json(
+            {t.table.split(":", 1)[1]: t.records_loaded for t in loaded})
+    if report.report_path:
+        meta["cert_loader/report_path"] = dg.MetadataValue.path(str(report.report_path))
+    return meta
+
+
+def summary(report: LoadReport) -> dict:
+    """The load report without its per-table lists: small enough to ride on every materialization."""
+    data = report.as_dict()
+    for entry in data["stores"].values():
+        entry.pop("tables", None)
+    data["post_load_validation"].pop("tables", None)
+    return data

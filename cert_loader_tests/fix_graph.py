@@ -1,0 +1,41 @@
+"""Session fixtures for the graph store: a real ArcadeDB Bolt server, never a mock (STYLE.md 12-13)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Iterator
+from uuid import uuid4
+
+import pytest
+
+from cert_loader.config import GraphConfig
+from cert_loader.testing.arcadedb import ArcadeServer, start_arcadedb
+
+
+@pytest.fixture(scope="session")
+def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcadeServer]:
+    """One ArcadeDB per pytest session; a server that cannot start fails the tests with its log tail."""
+    root: Path = tmp_path_factory.mktemp("arcadedb")
+    try:
+        server = start_arcadedb(root, password=secrets.token_urlsafe(18))
+    except Exception as exc:  # noqa: BLE001 - fail loudly, never skip (STYLE.md 13)
+        pytest.fail(f"cannot start the Bolt test server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def graph_config(graph_server: ArcadeServer) -> GraphConfig:
+    return GraphConfig(
+        uri=graph_server.bolt_uri, user=graph_server.user,
+        password=graph_server.password, database=graph_server.database,
+    )
+
+
+@pytest.fixture
+def graph_district() -> str:
+    """A district id of its own for each test, so tests never see each other's nodes."""
+    return f"d-{uuid4().hex[:8]}"
