@@ -213,14 +213,15 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
     except BaseException:
         graph_tx.rollback()
         raise
-    # verify() attaches each check to its label's/type's result; a check on a label the source
-    # lacks (merge/replace found leftovers) gets a result of its own so the report shows it.
-    attached = {id(c) for t in sr.tables for c in t.checks}
-    extra: dict[str, TableResult] = {}
+    # Each check goes to its label's/type's result; a check on a label the source lacks (merge or
+    # replace found leftovers) gets a result of its own so the report shows it.
+    by_table = {t.table: t for t in sr.tables}
     for c in checks:
-        if id(c) not in attached:
-            extra.setdefault(c.table, TableResult(GRAPH_STORE, c.table, 0)).checks.append(c)
-    sr.tables.extend(extra.values())
+        if c.table not in by_table:
+            by_table[c.table] = TableResult(GRAPH_STORE, c.table, 0)
+            sr.tables.append(by_table[c.table])
+        if not any(c is have for have in by_table[c.table].checks):
+            by_table[c.table].checks.append(c)
     nodes = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("nodes:")}
     rels = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("relationships:")}
     report.graph = {

@@ -7,8 +7,10 @@ from typing import Any
 
 from cert_loader.preflight import Preflight
 
-# A conservative rate for the estimate: below binary COPY with FKs on this kind of machine (DESIGN.md section 10).
-ESTIMATE_ROWS_PER_S = 150_000
+# Conservative rates for the estimate: below binary COPY with FKs on this kind of machine (DESIGN.md
+# section 10), and below what the graph store measured over Bolt.
+ESTIMATE_ROWS_PER_S = 100_000
+ESTIMATE_GRAPH_ITEMS_PER_S = 15_000
 
 
 def plan_dict(pf: Preflight) -> dict[str, Any]:
@@ -45,7 +47,8 @@ def plan_dict(pf: Preflight) -> dict[str, Any]:
             "labels": {k: len(v) for k, v in graph.nodes.items()},
             "types": {k: len(v) for k, v in graph.relationships.items()},
         }
-    rows = plan.rows + (graph.node_count + graph.relationship_count if graph is not None else 0)
+    graph_items = graph.node_count + graph.relationship_count if graph is not None else 0
+    rows = plan.rows + graph_items
     atomic = all(st.two_phase for st in pf.status.values())
     return {
         "district_id": plan.district,
@@ -54,7 +57,7 @@ def plan_dict(pf: Preflight) -> dict[str, Any]:
         "atomic_default": "required" if atomic else "non-atomic (store after store)",
         "stores": stores,
         "total_rows": rows,
-        "estimate_seconds": round(rows / ESTIMATE_ROWS_PER_S, 1),
+        "estimate_seconds": round(plan.rows / ESTIMATE_ROWS_PER_S + graph_items / ESTIMATE_GRAPH_ITEMS_PER_S, 1),
         "warnings": plan.warnings,
         "would_refuse": [str(p) for p in plan.problems],
     }

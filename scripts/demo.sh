@@ -45,7 +45,9 @@ say "the load report ($DEMO/data/loads/$DISTRICT/load-report.json), post-load va
 "$VENV/bin/python" -c "
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(json.dumps({k: r[k] for k in ('load_run_id', 'district_id', 'overall_status', 'strategy', 'totals', 'post_load_validation')}, indent=2)[:3000])
+r['post_load_validation'].pop('tables', None)
+keep = ('load_run_id', 'district_id', 'overall_status', 'strategy', 'atomicity', 'duration_seconds', 'totals', 'post_load_validation')
+print(json.dumps({k: r[k] for k in keep}, indent=2))
 " "$DEMO/data/loads/$DISTRICT/load-report.json"
 
 # The variables, for running the CLI or Dagster against the demo stores afterwards.
