@@ -105,6 +105,10 @@ def _recover_before_load(pf: Preflight, report: LoadReport) -> None:
     for item in recover(configs, graph_decision):
         report.recovered.append(item.__dict__)
         log.warning("recovered an earlier run's prepared transaction: %s %s -> %s", item.store, item.gid, item.action)
+        if item.district == pf.plan.district and item.action.startswith("skipped (prepared by"):
+            # It holds the district's row locks: the load would wait for it forever (issue 7).
+            raise InDoubtError(f"an earlier load of the district left prepared transaction {item.gid} that this "
+                               f"role cannot finish: {item.action}", store=item.store, district=item.district)
 
 
 def _decide_atomicity(pf: Preflight, options: LoadOptions, report: LoadReport) -> bool:
@@ -208,6 +212,7 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
     started = time.monotonic()
     graph_tx = pf.graph_store.begin(pf.plan.district, run_id)
     try:
+        checkpoint("graph-begun")
         sr.tables = graph_tx.load(pf.graph_input, options.strategy)
         checks = graph_tx.verify(pf.graph_input)
     except BaseException:

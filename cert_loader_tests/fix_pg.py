@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from typing import Callable, Iterator
 
 import psycopg
@@ -22,13 +23,38 @@ def db_url(name: str) -> str:
     return f"{base}/{name}"
 
 
+class AdminConnection:
+    """An autocommit connection that reconnects once when the server was restarted under it (fault tests do)."""
+
+    def __init__(self) -> None:
+        self.conn = self._connect()
+
+    @staticmethod
+    def _connect() -> psycopg.Connection:
+        last: Exception | None = None
+        for _ in range(30):
+            try:
+                return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                last = exc
+                time.sleep(1)
+        pytest.fail(f"PostgreSQL at {redact_url(ADMIN_URL)} is not reachable: {last}")
+
+    def execute(self, query, params=None):
+        try:
+            return self.conn.execute(query, params)
+        except psycopg.OperationalError:
+            self.conn = self._connect()
+            return self.conn.execute(query, params)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 @pytest.fixture(scope="session")
-def pg_admin() -> Iterator[psycopg.Connection]:
+def pg_admin() -> Iterator[AdminConnection]:
     """One autocommit connection per session; an unreachable server fails the tests, never skips them."""
-    try:
-        conn = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        pytest.fail(f"PostgreSQL at {redact_url(ADMIN_URL)} is not reachable: {exc}")
+    conn = AdminConnection()
     yield conn
     conn.close()
 

@@ -28,22 +28,28 @@ POINTS = [
 ]
 
 
-def _env(sample_stores, data_root, extra=None):
+def _env(sample_stores, data_root, graph_config=None):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_DATA_ROOT": str(data_root)}
     env.update({f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()})
-    env.update(extra or {})
+    if graph_config is not None:
+        env.update(CERT_SP_URI=graph_config.uri, CERT_SP_USER=graph_config.user,
+                   CERT_SP_PASSWORD=graph_config.password, CERT_SP_DATABASE=graph_config.database)
     return env
 
 
+def _stores(env) -> str:
+    return "ids,hcp1,hcp2,adb,sp" if "CERT_SP_URI" in env else "ids,hcp1,hcp2,adb"
+
+
 def _cli(args, env, timeout=180):
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", "ids,hcp1,hcp2,adb"],
+    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", _stores(env)],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def kill_at(point: str, district: str, env: dict) -> None:
     """Start a load that pauses at ``point``, then SIGKILL it from outside."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids,hcp1,hcp2,adb"],
+        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", _stores(env)],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -86,25 +92,61 @@ def reference(make_district, sample_stores, data_root, pg_config):
     return ref, other
 
 
+def _graph_answer(graph_config, district, expected_nodes: int) -> str:
+    from cert_loader.stores.graph import GraphStore
+
+    with GraphStore(graph_config) as graph:
+        nodes = sum(graph.counts(district)["nodes"].values())
+    assert nodes in (0, expected_nodes), f"graph holds {nodes} of {expected_nodes} nodes"
+    return "all" if nodes else "none"
+
+
+def _node_rows(data_root, district) -> int:
+    import pyarrow.parquet as pq
+
+    from cert_loader.inputs import DistrictPaths
+
+    return pq.read_metadata(DistrictPaths(data_root, district).source_file("sp", "nodes")).num_rows
+
+
+def _check_outcome(sample_stores, data_root, district, ref, ref_rows, graph_config) -> str:
+    answer = _all_or_nothing(store_snapshot(sample_stores, district), ref_rows_for(ref_rows, ref, district, data_root))
+    if graph_config is not None:
+        assert _graph_answer(graph_config, district, _node_rows(data_root, district)) == answer, "graph disagrees"
+    return answer
+
+
 @pytest.mark.parametrize("point,expected", POINTS)
 @pytest.mark.parametrize("resolver", ["recover", "next-load"])
-def test_kill_and_recover(point, expected, resolver, reference, make_district, sample_stores, data_root,
-                          no_prepared_left):
+def test_kill_and_recover_five_stores(point, expected, resolver, reference, make_district, sample_stores, data_root,
+                                      graph_config, no_prepared_left):
+    """The graph commit is the decision point (DESIGN.md section 5)."""
+    _kill_and_resolve(point, expected, resolver, reference, make_district, sample_stores, data_root, graph_config)
+
+
+@pytest.mark.parametrize("point,expected", [("before-decision", "none"), ("after-decision", "all"),
+                                            ("before-commit-prepared:adb", "all")])
+@pytest.mark.parametrize("resolver", ["recover", "next-load"])
+def test_kill_and_recover_without_graph(point, expected, resolver, reference, make_district, sample_stores,
+                                        data_root, no_prepared_left):
+    """Without the graph the decision is a row in cert_loader.load_decision."""
+    _kill_and_resolve(point, expected, resolver, reference, make_district, sample_stores, data_root, None)
+
+
+def _kill_and_resolve(point, expected, resolver, reference, make_district, sample_stores, data_root, graph_config):
     ref, ref_rows = reference
     district = make_district(students=400)
-    env = _env(sample_stores, data_root)
+    env = _env(sample_stores, data_root, graph_config)
     kill_at(point, district, env)
     if resolver == "recover":
         rec = _cli(["recover"], env)
         assert rec.returncode == 0, rec.stdout + rec.stderr
-        outcome = _all_or_nothing(store_snapshot(sample_stores, district), ref_rows_for(ref_rows, ref, district, data_root))
-        assert outcome == expected
+        assert _check_outcome(sample_stores, data_root, district, ref, ref_rows, graph_config) == expected
     else:
         load = _cli(["load", district, "--strategy", "merge"], env)
         assert load.returncode == 0, load.stdout + load.stderr
         assert "recovered" in load.stderr or expected == "none"
-        outcome = _all_or_nothing(store_snapshot(sample_stores, district), ref_rows_for(ref_rows, ref, district, data_root))
-        assert outcome == "all"
+        assert _check_outcome(sample_stores, data_root, district, ref, ref_rows, graph_config) == "all"
     assert store_snapshot(sample_stores, ref) == ref_rows
 
 
