@@ -248,6 +248,7 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
 
 
 def _record_outcomes(report: LoadReport, uow: UnitOfWork, load_graph: bool) -> None:
+    report.notes.extend(uow.notes)
     for name, tx in uow.stores.items():
         report.stores[name].transaction = tx.outcome
     if load_graph and GRAPH_STORE in report.stores:

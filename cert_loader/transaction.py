@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import psycopg
@@ -126,6 +126,7 @@ class UnitOfWork:
     decision_store: PgStoreConfig | None
     atomic: bool
     graph_state: str = "NOT_STARTED"
+    notes: list[str] = field(default_factory=list)
 
     def commit(self) -> None:
         if not self.atomic:
@@ -162,6 +163,7 @@ class UnitOfWork:
                 log.warning("%s: COMMIT PREPARED failed (%s); finishing it on a new connection", name, exc)
                 if finish_prepared(tx.pg.config, tx.gid, commit=True):
                     tx.state = "COMMITTED"
+                    self.notes.append(f"{name}: COMMIT PREPARED completed by recovery on a new connection ({exc})")
                 else:
                     tx.state = "IN_DOUBT"
                     failed.append(name)
@@ -232,7 +234,7 @@ class InDoubt:
     gid: str
     run_id: str
     district: str
-    action: str = "pending"  # committed | rolled back | skipped (load running) | failed
+    action: str = "pending"  # committed | rolled back | skipped (load running, another role's) | failed
 
 
 def recover(
@@ -252,17 +254,23 @@ def recover(
     decided: dict[str, bool] = {}
     for name, config in configs.items():
         with _connect(config) as conn, mapped_errors(name):
+            # Only the role that prepared a transaction, or a superuser, may finish it (PostgreSQL's rule).
             rows = conn.execute(
-                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s",
+                "SELECT gid, owner, owner = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+                "FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s",
                 (GID_PREFIX.replace("|", "|") + "%",),
             ).fetchall()
-            for (gid,) in rows:
+            for gid, owner, may_finish in rows:
                 parsed = parse_gid(gid)
                 if parsed is None:
                     continue
                 run_id, _store, district = parsed
                 item = InDoubt(name, gid, run_id, district)
                 found.append(item)
+                if not may_finish:
+                    item.action = (f"skipped (prepared by role {owner!r}: only that role or a superuser can finish it; "
+                                   "run `cert-loader recover` with that role's URL)")
+                    continue
                 key = LOCK_PREFIX + district
                 got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
                 if not got:

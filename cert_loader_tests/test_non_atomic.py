@@ -1,0 +1,87 @@
+"""A store whose server has max_prepared_transactions = 0: refused under --atomic=required, else committed store after store and said so.
+
+The server is a throwaway PostgreSQL cluster the fixture creates (pg_createcluster) and drops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from cert_loader.config import LoaderConfig, PgStoreConfig
+from cert_loader.engine import LoadOptions, load_district
+from cert_loader.preflight import mark_statements
+from cert_loader.sample import apply_schema
+from cert_loader_tests.fix_district import district_rows
+from cert_loader_tests.fix_pg import RUN_ID
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def no_2pc_url():
+    version = os.listdir("/etc/postgresql")[0]
+    name = f"cert_np_{RUN_ID}"
+    port = _free_port()
+    subprocess.run(["pg_createcluster", version, name, "-p", str(port), "--", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
+                       check=True, capture_output=True, timeout=120)
+        admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            assert conn.execute("SHOW max_prepared_transactions").fetchone()[0] == "0"
+            conn.execute("CREATE DATABASE cert_hcp2")
+        url = f"postgresql://postgres@127.0.0.1:{port}/cert_hcp2"
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in mark_statements("cert_hcp2"):
+                conn.execute(statement)
+        apply_schema(url, "hcp2")
+        yield url
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, name], capture_output=True, timeout=120)
+
+
+def _config(data_root, sample_stores, url):
+    return LoaderConfig(data_root, {"ids": PgStoreConfig("ids", sample_stores["ids"]), "hcp2": PgStoreConfig("hcp2", url)})
+
+
+def test_required_atomicity_is_refused(no_2pc_url, sample_stores, make_district, data_root):
+    district = make_district(students=20)
+    report = load_district(_config(data_root, sample_stores, no_2pc_url), district, LoadOptions(atomic="required"))
+    assert report.status == "FAILED"
+    assert "two-phase commit is not available" in report.error["message"]
+    assert "max_prepared_transactions = 0 on hcp2" in report.error["message"]
+    assert not any(district_rows(sample_stores["ids"], district).values())
+    assert not any(district_rows(no_2pc_url, district).values())
+
+
+def test_default_commits_store_after_store_and_says_so(no_2pc_url, sample_stores, make_district, data_root):
+    district = make_district(students=20)
+    report = load_district(_config(data_root, sample_stores, no_2pc_url), district)
+    assert report.status == "SUCCESS", report.error
+    data = report.as_dict()
+    assert data["atomicity"] == "non-atomic"
+    assert "max_prepared_transactions = 0 on hcp2" in data["atomicity_reason"]
+    assert {s["transaction"] for s in data["stores"].values()} == {"COMMITTED"}
+    assert any(district_rows(no_2pc_url, district).values())
+
+
+def test_plan_says_two_phase_is_unavailable(no_2pc_url, sample_stores, make_district, data_root):
+    district = make_district(students=10)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_IDS_URL": sample_stores["ids"],
+           "CERT_HCP2_URL": no_2pc_url}
+    proc = subprocess.run([sys.executable, "-m", "cert_loader.cli", "plan", district, "--data-root", str(data_root),
+                           "--stores", "ids,hcp2"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "two-phase unavailable (max_prepared_transactions = 0)" in proc.stdout
+    assert "Commit: non-atomic (store after store)" in proc.stdout
