@@ -291,15 +291,9 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
     pf = Preflight(config, DistrictPaths(config.data_root, district), LoadPlan(district, "replace"))
     deleted: dict[str, dict[str, int]] = {}
     try:
-        from cert_loader.preflight import _check_stores, _inspect
-        from cert_loader.stores.postgres import PgStore
+        from cert_loader.preflight import open_stores
 
-        for name, cfg in config.pg.items():
-            store = PgStore(cfg)
-            store.connect(autocommit=True)
-            pf.pg[name] = store
-            pf.status[name] = _inspect(store)
-        _check_stores(pf)
+        open_stores(pf)
         pf.plan.raise_for_problems()
         for store in pf.pg.values():
             store.lock_district(district)

@@ -99,16 +99,11 @@ def run_preflight(
         order = read_extraction_order(paths)
         if order is None:
             pf.plan.warnings.append("extraction-order.json not found; table order comes from the catalog")
-        for name, cfg in config.pg.items():
-            store = PgStore(cfg)
-            store.connect(autocommit=True)
-            pf.pg[name] = store
-            pf.status[name] = _inspect(store)
-        _check_stores(pf)
+        open_stores(pf)
         if config.graph is not None:
             _open_graph(pf, order)
-        if before_lock is not None:
-            before_lock(pf)
+        if before_lock is not None and all(st.marked for st in pf.status.values()):
+            before_lock(pf)  # recovery writes: never on a database that is not marked as CERT
         if lock:
             for store in pf.pg.values():
                 store.lock_district(district)
@@ -138,6 +133,16 @@ def _drift(path: Path, store: str, catalog) -> list[CertLoaderError]:
         return [CatalogError(exc.reason, store=store, hint=exc.hint)]
 
 
+def open_stores(pf: Preflight) -> None:
+    """Connect every configured PostgreSQL store (autocommit), read its status, refuse unmarked ones."""
+    for name, cfg in pf.config.pg.items():
+        store = PgStore(cfg)
+        store.connect(autocommit=True)
+        pf.pg[name] = store
+        pf.status[name] = _inspect(store)
+    _check_stores(pf)
+
+
 def _inspect(store: PgStore) -> StoreStatus:
     with mapped_errors(store.name):
         database, mark, schema, max_prepared = store.conn.execute(
@@ -164,7 +169,7 @@ def _check_stores(pf: Preflight) -> None:
             pf.plan.problems.append(StoreError(
                 f'database "{st.database}" ({st.url}) is not marked as a CERT store; nothing was written',
                 store=name,
-                hint="if it really is CERT, its owner runs: " + " ".join(mark_statements(st.database)[:1])
+                hint="if it really is CERT, its owner (or a superuser) runs: " + " ".join(mark_statements(st.database)[:1])
                 + " (or `cert-loader mark --stores " + name + "`)",
             ))
         elif not st.loader_schema:

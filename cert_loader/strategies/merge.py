@@ -5,17 +5,14 @@ from __future__ import annotations
 from psycopg import sql
 
 from cert_loader.plan import DISTRICT_COLUMN, TablePlan
-from cert_loader.results import TableResult
-from cert_loader.strategies.base import StoreContext, Strategy, key_join, upsert_from_stage
+from cert_loader.strategies.base import StoreContext, key_join
+from cert_loader.strategies.upsert import UpsertStrategy
 
 
-class MergeStrategy(Strategy):
+class MergeStrategy(UpsertStrategy):
+    """Upsert every table (parents first), then delete what the source no longer has (children first)."""
+
     name = "merge"
-
-    def load_table(self, ctx: StoreContext, tp: TablePlan, result: TableResult) -> None:
-        stage = ctx.stage(tp)
-        result.inserted, result.updated = upsert_from_stage(ctx, tp, stage)
-        result.unchanged = tp.rows - result.inserted - result.updated
 
     def after(self, ctx: StoreContext, tables: list[TablePlan], results: dict) -> None:
         # Children before parents, after every upsert: a child that moved to a new parent has
