@@ -167,6 +167,7 @@ def render_summary(report: LoadReport) -> str:
         else:
             lines.append(
                 f"  {name.upper():5} {sr.records_loaded:,} records ({sr.tables_loaded} tables) {mark} {sr.transaction}"
+                + _breakdown(sr)
             )
     totals = report.as_dict()["totals"]
     lines.append(f"  TOTAL {totals['records_loaded']:,} records ({totals['tables_loaded']} tables)")
@@ -189,3 +190,16 @@ def render_summary(report: LoadReport) -> str:
     if report.report_path:
         lines += ["", f"  Report: {report.report_path}"]
     return "\n".join(lines)
+
+
+def _breakdown(sr: StoreResult) -> str:
+    """"  — 12 inserted, 3 updated, 1 deleted, 2,308 unchanged" where the strategy counts more than inserts."""
+    loaded = [t for t in sr.tables if not t.skipped]
+    parts = []
+    for key in ("inserted", "updated", "deleted", "unchanged"):
+        values = [getattr(t, key) for t in loaded]
+        if key != "inserted" and any(v is not None for v in values):
+            parts.append(f"{sum(v or 0 for v in values):,} {key}")
+    if not parts:
+        return ""
+    return f"  — {sum(t.inserted for t in loaded):,} inserted, " + ", ".join(parts)
