@@ -1,4 +1,4 @@
-"""The `cert-loader` command: plan, load, unload, recover, mark, snapshot, register and sample — a thin shell over the engine."""
+"""The `cert-loader` command: plan, load, unload, recover, mark, grants, snapshot, register and sample — a thin shell over the engine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from cert_loader.config import ALL_STORES, GRAPH_STORE, LoaderConfig
+from cert_loader.config import ALL_STORES, GRAPH_STORE, PG_STORES, LoaderConfig
 from cert_loader.errors import CertLoaderError
 from cert_loader.plan import STRATEGIES
 
@@ -66,10 +66,12 @@ def cmd_unload(args) -> int:
 
 
 def cmd_recover(args) -> int:
+    from cert_loader.grants import require_marked
     from cert_loader.stores.graph import GraphStore
     from cert_loader.transaction import recover
 
     config = _config(args)
+    require_marked(dict(config.pg))  # the wrong-target guard: touch nothing unless every store is CERT
     graph = GraphStore(config.graph) if config.graph is not None else None
     try:
         items = recover(dict(config.pg), graph.decision if graph else None)
@@ -84,7 +86,7 @@ def cmd_recover(args) -> int:
 
 
 def cmd_mark(args) -> int:
-    from cert_loader.preflight import mark_statements
+    from cert_loader.grants import mark_store
     from cert_loader.stores.postgres import PgStore
 
     config = _config(args)
@@ -92,17 +94,36 @@ def cmd_mark(args) -> int:
     for name, cfg in config.pg.items():
         store = PgStore(cfg)
         try:
-            conn = store.connect(autocommit=True)
-            database = conn.execute("SELECT current_database()").fetchone()[0]
-            for statement in mark_statements(database):
-                conn.execute(statement)
+            store.connect(autocommit=True)
+            database = mark_store(store)
             print(f"{name}: marked database {database!r} as a CERT store ({cfg.redacted()})")
-        except Exception as exc:  # report per store, keep going
+        except CertLoaderError as exc:  # report per store, keep going
             failed += 1
-            print(f"{name}: could not mark ({exc}); the database owner must run `cert-loader mark`", file=sys.stderr)
+            print(f"error: could not mark: {exc}", file=sys.stderr)
         finally:
             store.close()
     return 1 if failed else 0
+
+
+def cmd_grants(args) -> int:
+    from cert_loader.grants import grant_statements, loader_schema_exists, read_grant_targets
+    from cert_loader.stores.postgres import PgStore
+
+    args.stores = args.stores or ",".join(PG_STORES)  # grants are for the PostgreSQL stores only
+    config = _config(args)
+    for name, cfg in config.pg.items():
+        store = PgStore(cfg)
+        try:
+            conn = store.connect(autocommit=True)
+            targets = read_grant_targets(conn, name)
+            marked = loader_schema_exists(conn)
+        finally:
+            store.close()
+        print(f"-- {name}: database {targets.database!r} ({cfg.redacted()}), run by its owner")
+        if not marked:
+            print(f"-- not marked yet: run `cert-loader mark --stores {name}` first (it creates the schema cert_loader)")
+        print("\n".join(grant_statements(args.role, targets)))
+    return 0
 
 
 def cmd_sample(args) -> int:
@@ -192,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mark", help="mark the configured databases as CERT stores (database owner)")
     common(p, district=False)
     p.set_defaults(func=cmd_mark)
+
+    p = sub.add_parser("grants", help="print the GRANT statements a CERT owner runs for the loader's role (least privilege)")
+    common(p, district=False)
+    p.add_argument("--role", required=True, help="the loader's login role")
+    p.set_defaults(func=cmd_grants)
 
     p = sub.add_parser("bench", help="measure load rates against server-side COPY in the same run")
     p.add_argument("--rows", type=int, default=1_000_000)

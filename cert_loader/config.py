@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cert_loader.errors import ConfigError
 
@@ -15,15 +16,21 @@ GRAPH_STORE = "sp"
 ALL_STORES: tuple[str, ...] = PG_STORES + (GRAPH_STORE,)
 
 
+# libpq key=value conninfo: a password value is a bare word or a single-quoted string with \' escapes.
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# Fallback for a URL urlsplit cannot parse (a broken IPv6 host): the userinfo's password, and ?password=.
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
     """Replace the password of a URL (or a libpq key=value string) with ``***``."""
     if "://" not in url:
-        parts = []
-        for token in url.split():
-            key, sep, _ = token.partition("=")
-            parts.append(f"{key}=***" if sep and key.strip().lower() == "password" else token)
-        return " ".join(parts)
-    split = urlsplit(url)
+        return _KV_PASSWORD.sub(r"\1***", url)
+    try:
+        split = urlsplit(url)
+    except ValueError:  # the driver will refuse it too; still never show the password
+        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
     netloc = split.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
@@ -36,6 +43,32 @@ def redact_url(url: str) -> str:
     return urlunsplit((split.scheme, netloc, split.path, query, split.fragment))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The passwords a URL or key=value conninfo carries, as written and percent-decoded, longest first."""
+    found: list[str] = []
+    if "://" not in url:
+        for m in _KV_PASSWORD.finditer(url):
+            found += [m.group(2).strip("'"), m.group(2).strip("'").replace("\\'", "'")]
+    else:
+        netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+            found.append(netloc.rsplit("@", 1)[0].split(":", 1)[1])
+        found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url)]
+    found += [unquote(f) for f in found]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's message) with ``url`` shown redacted and any of its passwords replaced by ``***``.
+
+    libpq may echo part of a conninfo it refuses (``invalid percent-encoded token: "<password>"``).
+    """
+    text = text.replace(url, redact_url(url))
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 @dataclass(frozen=True)
 class PgStoreConfig:
     """One PostgreSQL CERT store: its name (``ids`` …) and libpq URL."""
@@ -45,6 +78,10 @@ class PgStoreConfig:
 
     def redacted(self) -> str:
         return redact_url(self.url)
+
+    def scrub(self, text: str) -> str:
+        """A driver message about this store with its password removed (issue 7, point 3)."""
+        return scrub(text, self.url)
 
     def __repr__(self) -> str:
         return f"PgStoreConfig(name={self.name!r}, url={self.redacted()!r})"

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from cert_loader.catalog import ForeignKey
 from cert_loader.plan import DISTRICT_COLUMN, TablePlan
 from cert_loader.results import CheckResult
 from cert_loader.strategies.base import StoreContext, Strategy, key_join
 
 EXAMPLES = 5
+
+
+def verify_table(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> list[CheckResult]:
+    """Both checks of one table: the district's rows are counted and every FK probed in one scan (issue 6).
+
+    A left join to each parent on its referenced (unique) columns never repeats a child row, so one
+    pass over the district's rows gives the count and each FK's orphans; examples are read only on failure.
+    """
+    by_keys = strategy.name == "upsert"  # upsert proves its count by keys (check_row_count), not by counting
+    total, orphans = _scan(ctx, tp, count=not by_keys)
+    if by_keys:
+        count_check = check_row_count(ctx, strategy, tp)
+    else:
+        count_check = _count_result(ctx, tp, strategy.expected_rows(ctx, tp), total)
+    return [count_check, _fk_result(ctx, tp, orphans)]
 
 
 def check_row_count(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> CheckResult:
@@ -38,12 +54,7 @@ def check_row_count(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> Che
             detail=f"{n_missing} source key(s) missing after upsert" if missing else "every source key present",
             examples=[list(map(str, m)) for m in missing],
         )
-    expected = strategy.expected_rows(ctx, tp)
-    actual = ctx.count_district(tp)
-    return CheckResult(
-        ctx.store, name, "row_count", actual == expected, expected=expected, actual=actual,
-        detail="" if actual == expected else f"expected {expected} rows of the district, found {actual}",
-    )
+    return _count_result(ctx, tp, strategy.expected_rows(ctx, tp), ctx.count_district(tp))
 
 
 def check_foreign_keys(ctx: StoreContext, tp: TablePlan) -> CheckResult:
@@ -51,40 +62,74 @@ def check_foreign_keys(ctx: StoreContext, tp: TablePlan) -> CheckResult:
 
     MATCH SIMPLE, as PostgreSQL enforces it: a row with any NULL in the FK columns references nothing.
     """
+    return _fk_result(ctx, tp, _scan(ctx, tp, count=False)[1])
+
+
+def _count_result(ctx: StoreContext, tp: TablePlan, expected: int, actual: int) -> CheckResult:
+    return CheckResult(
+        ctx.store, tp.table.qualname, "row_count", actual == expected, expected=expected, actual=actual,
+        detail="" if actual == expected else f"expected {expected} rows of the district, found {actual}",
+    )
+
+
+def _orphan(fk: ForeignKey, alias: str) -> sql.Composable:
+    """A child row of ``fk`` with every FK column set and no parent row joined as ``alias``."""
+    not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns)
+    return sql.SQL("{} AND {} IS NULL").format(not_null, sql.Identifier(alias, fk.ref_columns[0]))
+
+
+def _scan(ctx: StoreContext, tp: TablePlan, *, count: bool) -> tuple[int | None, list[int]]:
+    """(district rows or None, orphans per FK) in one statement."""
     table = tp.table
-    orphans_total = 0
-    failures: list[str] = []
-    examples: list = []
-    for fk in table.foreign_keys:
-        parent = sql.Identifier(fk.ref_schema, fk.ref_table)
-        not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns)
-        match = sql.SQL(" AND ").join(
-            sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(c))
+    fks = table.foreign_keys
+    if not fks and not count:
+        return None, []
+    selects: list[sql.Composable] = [sql.SQL("count(*)")] if count else []
+    joins: list[sql.Composable] = []
+    for i, fk in enumerate(fks):
+        alias = f"p{i}"
+        on = sql.SQL(" AND ").join(
+            sql.SQL("{} = c.{}").format(sql.Identifier(alias, r), sql.Identifier(c))
             for c, r in zip(fk.columns, fk.ref_columns)
         )
-        where = sql.SQL("c.{d} = %s AND {nn} AND NOT EXISTS (SELECT 1 FROM {p} p WHERE {m})").format(
-            d=sql.Identifier(DISTRICT_COLUMN), nn=not_null, p=parent, m=match
-        )
-        count = ctx.pg.scalar(
-            sql.SQL("SELECT count(*) FROM {t} c WHERE {w}").format(t=table.ident, w=where),
-            (ctx.district,), table=table.qualname,
-        )
-        if count:
-            orphans_total += count
-            rows = ctx.pg.rows(
-                sql.SQL("SELECT {cols} FROM {t} c WHERE {w} LIMIT %s").format(
-                    cols=sql.SQL(", ").join(sql.Identifier("c", x) for x in fk.columns), t=table.ident, w=where
+        joins.append(sql.SQL("LEFT JOIN {} {} ON {}").format(
+            sql.Identifier(fk.ref_schema, fk.ref_table), sql.Identifier(alias), on))
+        selects.append(sql.SQL("count(*) FILTER (WHERE {})").format(_orphan(fk, alias)))
+    row = ctx.pg.rows(
+        sql.SQL("SELECT {s} FROM {t} c {j} WHERE c.{d} = %s").format(
+            s=sql.SQL(", ").join(selects), t=table.ident, j=sql.SQL(" ").join(joins), d=sql.Identifier(DISTRICT_COLUMN)
+        ),
+        (ctx.district,), table=table.qualname,
+    )[0]
+    return (row[0], list(row[1:])) if count else (None, list(row))
+
+
+def _fk_result(ctx: StoreContext, tp: TablePlan, orphans: list[int]) -> CheckResult:
+    table = tp.table
+    failures: list[str] = []
+    examples: list = []
+    for fk, count in zip(table.foreign_keys, orphans):
+        if not count:
+            continue
+        rows = ctx.pg.rows(
+            sql.SQL("SELECT {cols} FROM {t} c LEFT JOIN {p} p0 ON {on} WHERE c.{d} = %s AND {o} LIMIT %s").format(
+                cols=sql.SQL(", ").join(sql.Identifier("c", x) for x in fk.columns), t=table.ident,
+                p=sql.Identifier(fk.ref_schema, fk.ref_table), d=sql.Identifier(DISTRICT_COLUMN), o=_orphan(fk, "p0"),
+                on=sql.SQL(" AND ").join(
+                    sql.SQL("p0.{} = c.{}").format(sql.Identifier(r), sql.Identifier(c))
+                    for c, r in zip(fk.columns, fk.ref_columns)
                 ),
-                (ctx.district, EXAMPLES), table=table.qualname,
-            )
-            keys = [dict(zip(fk.columns, map(str, r))) for r in rows]
-            examples.extend({"fk": fk.name, "key": k} for k in keys)
-            failures.append(
-                f"{count} row(s) violate {fk.name} ({', '.join(fk.columns)}) -> "
-                f"{fk.ref_schema}.{fk.ref_table}, e.g. {keys[0]}"
-            )
+            ),
+            (ctx.district, EXAMPLES), table=table.qualname,
+        )
+        keys = [dict(zip(fk.columns, map(str, r))) for r in rows]
+        examples.extend({"fk": fk.name, "key": k} for k in keys)
+        failures.append(
+            f"{count} row(s) violate {fk.name} ({', '.join(fk.columns)}) -> "
+            f"{fk.ref_schema}.{fk.ref_table}, e.g. {keys[0] if keys else '?'}"
+        )
     return CheckResult(
-        ctx.store, table.qualname, "fk_integrity", not failures, expected=0, actual=orphans_total,
+        ctx.store, table.qualname, "fk_integrity", not failures, expected=0, actual=sum(orphans),
         detail="; ".join(failures) if failures else f"{len(table.foreign_keys)} foreign key(s) hold",
         examples=examples,
     )

@@ -16,6 +16,7 @@ from cert_loader.config import PgStoreConfig
 
 from cert_loader.errors import LoadLockedError, StoreError
 from cert_loader.faults import checkpoint
+from cert_loader.stores.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PgStore:
         except psycopg.Error as exc:
             # The driver's message may quote the conninfo; only the redacted URL is shown.
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            reason = reason.replace(self.config.url, self.config.redacted())
+            reason = self.config.scrub(reason)  # libpq may echo part of the conninfo, password included
             raise StoreError(
                 f"cannot connect to {self.config.redacted()} ({reason})",
                 store=self.name,
@@ -145,23 +146,37 @@ class PgStore:
 
         One COPY statement per table, so a row's parent later in the same file satisfies a
         self-referencing FK (checked at end of statement) and COPY's line number is the file row.
+        The batches are read, converted and encoded in a producer thread while this one sends
+        (``Prefetch``): the client's work overlaps the server's instead of adding to it (issue 6).
         """
         query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         rows = 0
-        with mapped_errors(self.name, table), self.conn.cursor() as cur, cur.copy(query) as copy:
-            encoder = None
-            for batch in batches:
-                if encoder is None:
-                    encoder = encoder_factory(batch.schema)
-                    copy.write(encoder.write_header())
-                copy.write(encoder.write_batch(batch))
-                rows += batch.num_rows
-                checkpoint(f"mid-copy:{self.name}:{table}")
-            if encoder is not None:
-                copy.write(encoder.finish())
-            else:
-                # An empty file: send a valid empty binary COPY stream (signature, flags, ext, trailer).
-                copy.write(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + b"\xff\xff")
+        with (
+            mapped_errors(self.name, table),
+            self.conn.cursor() as cur,
+            cur.copy(query) as copy,
+            Prefetch(_encoded(batches, encoder_factory), name=f"cert_loader-copy-{self.name}") as chunks,
+        ):
+            for data, n in chunks:
+                copy.write(data)
+                if n:
+                    rows += n
+                    checkpoint(f"mid-copy:{self.name}:{table}")
         return rows
+
+
+# An empty file: a valid empty binary COPY stream (signature, flags, header extension, trailer).
+_EMPTY_COPY = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + b"\xff\xff"
+
+
+def _encoded(batches: Iterable[pa.RecordBatch], encoder_factory) -> Iterator[tuple[bytes, int]]:
+    """The binary COPY stream of ``batches`` as (bytes, rows in them) chunks: header, one per batch, trailer."""
+    encoder = None
+    for batch in batches:
+        if encoder is None:
+            encoder = encoder_factory(batch.schema)
+            yield encoder.write_header(), 0
+        yield encoder.write_batch(batch), batch.num_rows
+    yield (encoder.finish() if encoder is not None else _EMPTY_COPY), 0

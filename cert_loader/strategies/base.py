@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -69,7 +70,12 @@ class StoreContext:
         return self.pg.copy_arrow(target, tp.columns, self.source_batches(tp), converter.encoder, table=tp.table.qualname)
 
     def stage(self, tp: TablePlan) -> sql.Identifier:
-        """COPY the file into an unlogged staging table with the target's column types."""
+        """COPY the file into an unlogged staging table with the target's column types.
+
+        A unique index on the key then proves no key is in the file twice (one sort, ~0.3 s per 1M
+        rows, where a GROUP BY spilled to disk for ~1.5 s) and lets the upsert merge-join the stage
+        with the table's own key index (issue 6).
+        """
         name = sql.Identifier(STAGING_SCHEMA, f"stage_{self.run_tag}_{next(self._seq)}")
         cols = sql.SQL(", ").join(map(sql.Identifier, tp.columns))
         self.pg.execute(
@@ -79,23 +85,31 @@ class StoreContext:
         self.staged[tp.table.key_id] = name
         self.copy(tp, name)
         if tp.table.key:
-            self._check_source_keys(tp, name)
+            self._index_stage(tp, name)
+            self._check_key_owner(tp, name)
         return name
 
-    def _check_source_keys(self, tp: TablePlan, stage: sql.Identifier) -> None:
-        """A key twice in the file, or a key owned by another district, must stop the load (never touch it)."""
+    def _index_stage(self, tp: TablePlan, stage: sql.Identifier) -> None:
+        """A key twice in the file must stop the load (never touch it): the unique index refuses it."""
         key = tp.table.key
-        keys = sql.SQL(", ").join(map(sql.Identifier, key))
-        dupes = self.pg.rows(
-            sql.SQL("SELECT {k} FROM {s} GROUP BY {k} HAVING count(*) > 1 LIMIT 5").format(k=keys, s=stage),
-            table=tp.table.qualname,
-        )
-        if dupes:
-            raise StoreError(
-                f"the file has key ({', '.join(key)}) more than once, e.g. {dupes[0]}",
-                store=self.store, table=tp.table.qualname, hint="remove the duplicate rows upstream",
-                details={"examples": [list(map(str, d)) for d in dupes]},
+        try:
+            self.pg.execute(
+                sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(stage, sql.SQL(", ").join(map(sql.Identifier, key))),
+                table=tp.table.qualname,
             )
+        except StoreError as exc:
+            if exc.details.get("sqlstate") != "23505":
+                raise
+            example = exc.reason.split("Key ", 1)[-1] if "Key " in exc.reason else ""
+            raise StoreError(
+                f"the file has key ({', '.join(key)}) more than once" + (f", e.g. {example}" if example else ""),
+                store=self.store, table=tp.table.qualname, hint="remove the duplicate rows upstream",
+                details={"examples": [example] if example else []},
+            ) from exc
+
+    def _check_key_owner(self, tp: TablePlan, stage: sql.Identifier) -> None:
+        """A key owned by another district must stop the load before anything of this district changes."""
+        key = tp.table.key
         if DISTRICT_COLUMN in key:
             return
         foreign = self.pg.rows(
@@ -133,6 +147,19 @@ class StoreContext:
             table=tp.table.qualname,
         )
 
+    @contextlib.contextmanager
+    def without_hash_joins(self) -> Iterator[None]:
+        """Plan the next statements with merge joins (or index probes) instead of hash joins.
+
+        Stage and table both have a unique index on the key, so a merge join reads them in key order
+        without hashing 1M rows into a 4 MB work_mem (issue 6). The setting is transaction-local and put
+        back after a success; on an error the transaction is rolled back anyway.
+        """
+        previous = self.pg.scalar("SELECT current_setting('enable_hashjoin')")
+        self.pg.execute("SELECT set_config('enable_hashjoin', 'off', true)")
+        yield
+        self.pg.execute("SELECT set_config('enable_hashjoin', %s, true)", (previous,))
+
 
 def key_join(left: str, right: str, cols: tuple[str, ...] | list[str]) -> sql.Composable:
     return sql.SQL(" AND ").join(
@@ -140,12 +167,47 @@ def key_join(left: str, right: str, cols: tuple[str, ...] | list[str]) -> sql.Co
     )
 
 
+# PostgreSQL 15 brought MERGE; older servers take INSERT … ON CONFLICT (~40% slower on unchanged rows).
+MERGE_VERSION = 150000
+
+
 def upsert_from_stage(ctx: StoreContext, tp: TablePlan, stage: sql.Identifier) -> tuple[int, int]:
-    """INSERT … ON CONFLICT DO UPDATE, skipping identical rows; returns (inserted, updated).
+    """Insert new keys, update changed rows, leave identical rows untouched; returns (inserted, updated).
 
     The ``IS DISTINCT FROM`` guard leaves unchanged rows untouched (no new row version, no bloat,
-    DESIGN.md section 10). ``xmax = 0`` tells a fresh insert from an update in RETURNING.
+    DESIGN.md section 10). On PostgreSQL 15+ one MERGE does it through a merge join of the stage's
+    and the table's key indexes (~0.9 s per 1M unchanged rows, against ~1.8 s hashed and ~3.3 s for
+    ON CONFLICT, issue 6); MERGE (before 17) reports only a total, so the insertions are the growth
+    of the district's row count (every source row carries the district, ``source_batches``).
     """
+    if ctx.pg.conn.info.server_version < MERGE_VERSION:
+        return _upsert_on_conflict(ctx, tp, stage)
+    key = tp.table.key
+    cols = tp.columns
+    others = [c for c in cols if c not in key]
+    ins = sql.SQL("WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+        vals=sql.SQL(", ").join(sql.Identifier("s", c) for c in cols),
+    )
+    upd = sql.SQL("")
+    if others:
+        upd = sql.SQL("WHEN MATCHED AND ({old}) IS DISTINCT FROM ({new}) THEN UPDATE SET {sets} ").format(
+            old=sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
+            new=sql.SQL(", ").join(sql.Identifier("s", c) for c in others),
+            sets=sql.SQL(", ").join(sql.SQL("{0} = {1}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in others),
+        )
+    query = sql.SQL("MERGE INTO {t} t USING {s} s ON {on} {upd}{ins}").format(
+        t=tp.table.ident, s=stage, on=key_join("s", "t", key), upd=upd, ins=ins
+    )
+    before = ctx.count_district(tp)
+    with ctx.without_hash_joins():
+        changed = ctx.pg.execute(query, table=tp.table.qualname)
+    inserted = ctx.count_district(tp) - before
+    return inserted, changed - inserted
+
+
+def _upsert_on_conflict(ctx: StoreContext, tp: TablePlan, stage: sql.Identifier) -> tuple[int, int]:
+    """INSERT … ON CONFLICT DO UPDATE for servers without MERGE; ``xmax = 0`` tells an insert from an update."""
     key = tp.table.key
     cols = tp.columns
     others = [c for c in cols if c not in key]
@@ -163,8 +225,7 @@ def upsert_from_stage(ctx: StoreContext, tp: TablePlan, stage: sql.Identifier) -
         "RETURNING (xmax = 0) AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w"
     ).format(t=tp.table.ident, cols=col_list, s=stage, key=sql.SQL(", ").join(map(sql.Identifier, key)), action=action)
-    with_rows = ctx.pg.rows(query, table=tp.table.qualname)
-    inserted, updated = with_rows[0]
+    inserted, updated = ctx.pg.rows(query, table=tp.table.qualname)[0]
     return inserted, updated
 
 

@@ -20,6 +20,12 @@ class MergeStrategy(UpsertStrategy):
         for tp in reversed(tables):
             stage = ctx.staged[tp.table.key_id]
             key = tp.table.key
+            # Every source key is in the district now and the stage's keys are unique, so a district
+            # holding exactly the source's row count has nothing to delete: one count instead of an
+            # anti-join over the table (the unchanged district, issue 6).
+            if ctx.count_district(tp) == tp.rows:
+                results[tp.table.key_id].deleted = 0
+                continue
             deleted = ctx.pg.execute(
                 sql.SQL("DELETE FROM {t} t WHERE t.{d} = %s AND NOT EXISTS (SELECT 1 FROM {s} s WHERE {on})").format(
                     t=tp.table.ident, d=sql.Identifier(DISTRICT_COLUMN), s=stage, on=key_join("s", "t", key)
