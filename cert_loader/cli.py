@@ -32,7 +32,8 @@ def cmd_load(args) -> int:
     from cert_loader.report import render_summary
 
     config = _config(args)
-    options = LoadOptions(strategy=args.strategy, strict=args.strict, atomic=args.atomic, progress=TerminalProgress())
+    options = LoadOptions(strategy=args.strategy, strict=args.strict, atomic=args.atomic, progress=TerminalProgress(),
+                          bulk_fk=args.bulk_fk, **({} if args.parallel is None else {"parallel": args.parallel}))
     report = load_district(config, args.district, options)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str))
@@ -46,7 +47,7 @@ def cmd_plan(args) -> int:
     from cert_loader.plan_view import render_plan
 
     config = _config(args)
-    pf = plan_district(config, args.district, LoadOptions(strategy=args.strategy, strict=args.strict))
+    pf = plan_district(config, args.district, LoadOptions(strategy=args.strategy, strict=args.strict, bulk_fk=args.bulk_fk))
     try:
         print(render_plan(pf, as_json=args.json))
         return 0 if not pf.plan.problems else 1
@@ -136,11 +137,17 @@ def cmd_sample(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from cert_loader.bench import run_bench
+    from cert_loader.bench import SECTIONS, render, run_bench
 
-    results = run_bench(args.admin_url, args.rows, Path(args.out) if args.out else None)
-    for key, value in results.items():
-        print(f"{key:34} {value:,}" if isinstance(value, (int, float)) else f"{key:34} {value}")
+    sections = tuple(_stores(args.sections) or SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    results = run_bench(args.admin_url, args.rows, Path(args.out) if args.out else None, repeat=args.repeat,
+                        sections=sections, memory_rows=tuple(args.memory_rows),
+                        say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(results))
     return 0
 
 
@@ -192,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="a missing or unlisted file is an error, not a warning")
     p.add_argument("--atomic", choices=("auto", "required", "off"), default="auto",
                    help="two-phase commit across stores: auto (when every server allows it), required, off")
+    p.add_argument("--bulk-fk", action="store_true",
+                   help="table owners: drop the loaded tables' foreign keys for the load and re-add them (validated) "
+                        "in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
+    p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
+                   help="load the stores (and the graph) side by side in threads (default: see README)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
     p.set_defaults(func=cmd_load)
 
@@ -199,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--strategy", choices=STRATEGIES, default="insert")
     p.add_argument("--strict", action="store_true")
+    p.add_argument("--bulk-fk", action="store_true", help="also check that the role may take the FKs off (load --bulk-fk)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
@@ -220,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_grants)
 
     p = sub.add_parser("bench", help="measure load rates against server-side COPY in the same run")
-    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the FK'd child table (default 1,000,000)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each measure, in rotating order; medians reported")
+    p.add_argument("--sections", help="comma-separated subset of relational,memory,graph,seed (default: all)")
+    p.add_argument("--memory-rows", type=int, nargs="+", default=[100_000, 5_000_000],
+                   help="largest-table sizes whose peak RSS is measured (default 100000 5000000)")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--admin-url", default=os.environ.get("CERT_BENCH_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres"),
                    help="a superuser URL: the benchmark creates and drops its own database")

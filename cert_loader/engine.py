@@ -18,14 +18,17 @@ from cert_loader.report import LoadReport
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import get_strategy
 from cert_loader.strategies.base import StoreContext
+from cert_loader.bulk_fk import BulkFkPlan, plan_bulk_fk
 from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
-from cert_loader.verify import check_foreign_keys, check_row_count
+from cert_loader.store_load import LockedProgress, StoreJob, TableCounter, load_store, run_side_by_side
 
 log = logging.getLogger(__name__)
 
 ATOMIC_MODES = ("auto", "required", "off")
-# A log line every this many tables (the seed's promise, DESIGN.md section 3).
-LOG_EVERY_TABLES = 10
+# Stores (and the graph) load in parallel threads unless told otherwise. On 2 cores the seed's district
+# shape loaded its four PostgreSQL stores ~1.6x faster side by side; with the graph (the longest part,
+# competing for the same cores) it came out even (issue 6, `cert-loader bench`, README "Performance").
+PARALLEL_DEFAULT = True
 
 
 class Progress(Protocol):
@@ -52,6 +55,8 @@ class LoadOptions:
     progress: Progress = field(default_factory=NoProgress)
     run_id: str | None = None
     manifest: Path | None = None  # the schema manifest to check the live catalogs against (Dagster)
+    bulk_fk: bool = False  # take the loaded tables' FKs off and re-add them in the transaction (bulk_fk.py)
+    parallel: bool = PARALLEL_DEFAULT  # load the stores (and the graph) in parallel threads
 
 
 def new_run_id() -> str:
@@ -76,9 +81,10 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
         )
         report.validation_status = pf.gate.status
         report.warnings = list(pf.plan.warnings)
+        bulk = plan_bulk_fks(pf, options)
         pf.plan.raise_for_problems()
         atomic = _decide_atomicity(pf, options, report)
-        uow = _run_transactions(pf, options, report, run_id, atomic)
+        uow = _run_transactions(pf, options, report, run_id, atomic, bulk)
         report.finish("SUCCESS")
     except CertLoaderError as exc:
         _fail(report, uow, exc)
@@ -130,7 +136,20 @@ def _decide_atomicity(pf: Preflight, options: LoadOptions, report: LoadReport) -
     return False
 
 
-def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str, atomic: bool) -> UnitOfWork:
+def plan_bulk_fks(pf: Preflight, options: LoadOptions) -> dict[str, BulkFkPlan]:
+    """Bulk-FK mode: which FKs each store takes off; a table the role does not own is a pre-flight problem."""
+    if not options.bulk_fk:
+        return {}
+    plans = {}
+    for name, sp in pf.plan.stores.items():
+        plans[name] = plan_bulk_fk(pf.pg[name], [tp.table.key_id for tp in sp.loaded], options.strategy)
+        pf.plan.problems.extend(plans[name].problems)
+        pf.plan.warnings.extend(f"{name}: --bulk-fk: {kept}" for kept in plans[name].kept)
+    return plans
+
+
+def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str, atomic: bool,
+                      bulk: dict[str, BulkFkPlan] | None = None) -> UnitOfWork:
     district = pf.plan.district
     strategy = get_strategy(options.strategy)
     txs = {
@@ -138,7 +157,6 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
         for name, store in pf.pg.items()
     }
     load_graph = options.load_graph and pf.graph_input is not None
-    graph_tx = None
     first = next(iter(pf.pg.values())).config if pf.pg else None
     uow = UnitOfWork(district, run_id, txs, None, first, atomic)
     report_stores = report.stores
@@ -148,47 +166,23 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
         report_stores[GRAPH_STORE] = StoreResult(GRAPH_STORE, two_phase=False)
         pf.graph_store.ensure_schema(list(pf.graph_input.nodes))
     total_tables = sum(len(sp.loaded) for sp in pf.plan.stores.values())
-    options.progress.start(pf.plan.rows, total_tables)
+    progress = LockedProgress(options.progress) if options.parallel else options.progress
+    progress.start(pf.plan.rows, total_tables)
+    counter = TableCounter(total_tables)
+    jobs = [StoreJob(name, tx, pf.plan.stores[name], report_stores[name], (bulk or {}).get(name))
+            for name, tx in txs.items()]
+
+    def store_task(job: StoreJob):
+        return lambda: load_store(job, strategy, district, run_id[-6:], progress, counter)
+
+    def graph_task() -> None:
+        # Set as soon as it exists, so a failure elsewhere rolls the graph back too.
+        uow.graph = _load_graph(pf, options, report, run_id)
+
+    tasks = [store_task(job) for job in jobs] + ([graph_task] if load_graph else [])
     try:
-        done = 0
-        for name, tx in txs.items():
-            sr = report_stores[name]
-            started = time.monotonic()
-            tx.begin()
-            sp = pf.plan.stores[name]
-            ctx = StoreContext(tx.pg, sp, district, run_id[-6:], on_batch=lambda t, n: options.progress.advance(n))
-            results = {tp.table.key_id: _table_result(name, tp) for tp in sp.tables}
-            sr.tables = list(results.values())
-            loaded = sp.loaded
-            strategy.before(ctx, loaded, results)
-            for tp in loaded:
-                t0 = time.monotonic()
-                strategy.load_table(ctx, tp, results[tp.table.key_id])
-                results[tp.table.key_id].duration_s = time.monotonic() - t0
-                options.progress.table_done(name, tp.table.qualname)
-                done += 1
-                if done % LOG_EVERY_TABLES == 0:
-                    log.info("loaded %d of %d tables (%s: %s)", done, total_tables, name, tp.table.qualname)
-                checkpoint(f"after-table:{name}:{tp.table.qualname}")
-            strategy.after(ctx, loaded, results)
-            for tp in loaded:
-                res = results[tp.table.key_id]
-                res.checks = [check_row_count(ctx, strategy, tp), check_foreign_keys(ctx, tp)]
-            ctx.drop_staging()
-            sr.duration_s = time.monotonic() - started
-            failed = [c for c in sr.checks if not c.passed]
-            if failed:
-                sr.status = "FAILED"
-                raise VerificationError(
-                    f"post-load verification failed: {failed[0].table}: {failed[0].check}: {failed[0].detail}"
-                    + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
-                    store=name, table=failed[0].table, district=district, checks=failed,
-                )
-            sr.status = "VERIFIED"
-            checkpoint(f"verified:{name}")
-        if load_graph:
-            graph_tx = _load_graph(pf, options, report, run_id)
-            uow.graph = graph_tx
+        # Every store loads and verifies (side by side when parallel) before any is prepared (section 5).
+        run_side_by_side(tasks, options.parallel)
         uow.commit()
     except BaseException:
         uow.rollback()
@@ -198,13 +192,6 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
     for sr in report_stores.values():
         sr.status = "SUCCESS"
     return uow
-
-
-def _table_result(store: str, tp) -> TableResult:
-    return TableResult(
-        store=store, table=tp.table.qualname, source_rows=tp.rows,
-        source_file=str(tp.source.path) if tp.source else None, skipped=tp.skipped,
-    )
 
 
 def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str):
@@ -273,8 +260,14 @@ def plan_district(config: LoaderConfig, district: str, options: LoadOptions | No
     """Pre-flight only: nothing is written. The caller reads ``.plan``/``.status`` and must ``close()``."""
     options = options or LoadOptions()
     check_district_name(district)
-    return run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only,
-                         manifest=options.manifest)
+    pf = run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only,
+                       manifest=options.manifest)
+    try:
+        plan_bulk_fks(pf, options)
+    except BaseException:
+        pf.close()
+        raise
+    return pf
 
 
 def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, int]]:

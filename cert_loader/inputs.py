@@ -13,8 +13,13 @@ import pyarrow.parquet as pq
 from cert_loader.errors import InputError
 
 # Rows per Arrow batch read from parquet: large enough that per-batch overhead vanishes, small
-# enough that memory stays flat whatever the file size (DESIGN.md section 10: 10k–100k).
-BATCH_ROWS = 65_536
+# enough that memory stays flat whatever the file size (DESIGN.md section 10: 10k–100k). With the COPY
+# producer thread a few batches are alive at once: 64k-row batches of the 12-column bench table peaked
+# at ~290 MB RSS, 16k at ~230 MB, at the same speed (issue 6).
+BATCH_ROWS = 16_384
+# Parquet read through a 1 MiB buffer instead of pre-buffering whole column chunks: the reader's memory
+# no longer grows with the file's row-group size (~40 MB less on 250k-row groups, issue 6).
+READ_BUFFER = 1 << 20
 
 PASSING_STATUSES = ("PASSED", "PASSED_WITH_WARNINGS")
 
@@ -168,7 +173,7 @@ class ParquetSource:
 
     def batches(self, columns: list[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Stream the file in record batches: memory stays flat whatever the file size."""
-        reader = pq.ParquetFile(self.path, memory_map=False)
+        reader = pq.ParquetFile(self.path, memory_map=False, pre_buffer=False, buffer_size=READ_BUFFER)
         try:
             yield from reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
         finally:

@@ -37,6 +37,8 @@ class LoadConfig(dg.Config):
     strategy: Strategy = Field(default=Strategy.insert, description="insert (default), upsert, merge or replace")
     strict: bool = Field(default=False, description="a missing or unlisted file is an error, not a warning")
     atomic: Atomic = Field(default=Atomic.auto, description="two-phase commit: auto (when every server allows it), required, off")
+    bulk_fk: bool = Field(default=False, description="table owners: drop the loaded tables' FKs for the load and re-add them "
+                          "(validated) in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
 
 
 def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsDefinition:
@@ -82,7 +84,7 @@ def run_load(context: dg.AssetExecutionContext, config: LoadConfig, cert: CertAs
     only = selection(cert, context.selected_asset_keys)
     district = context.partition_key
     options = LoadOptions(
-        strategy=config.strategy.value, strict=config.strict, atomic=config.atomic.value,
+        strategy=config.strategy.value, strict=config.strict, atomic=config.atomic.value, bulk_fk=config.bulk_fk,
         only={s: t for s, t in only.items() if s != GRAPH_STORE}, load_graph=GRAPH_STORE in only,
         manifest=manifest_path,
     )

@@ -14,7 +14,7 @@ from typing import Generic, Iterator, TypeVar
 T = TypeVar("T")
 
 # Encoded batches waiting to be sent: two keep the connection busy (one being written, one ready)
-# while the producer works on the third; ~7 MB each at 64k rows of 12 columns (issue 6).
+# while the producer works on the third; ~2 MB each at 16k rows of 12 columns (issue 6).
 PREFETCH_DEPTH = 2
 
 _END = object()

@@ -21,9 +21,12 @@ class MergeStrategy(UpsertStrategy):
             stage = ctx.staged[tp.table.key_id]
             key = tp.table.key
             # Every source key is in the district now and the stage's keys are unique, so a district
-            # holding exactly the source's row count has nothing to delete: one count instead of an
-            # anti-join over the table (the unchanged district, issue 6).
-            if ctx.count_district(tp) == tp.rows:
+            # holding exactly the source's row count has nothing to delete: the count taken by the
+            # upsert instead of an anti-join over the table (the unchanged district, issue 6). Deletes
+            # run children first, so nothing has changed this table's count since its upsert; the
+            # verification counts again anyway.
+            counted = ctx.rows_after.get(tp.table.key_id)
+            if (counted if counted is not None else ctx.count_district(tp)) == tp.rows:
                 results[tp.table.key_id].deleted = 0
                 continue
             deleted = ctx.pg.execute(

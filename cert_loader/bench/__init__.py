@@ -1,0 +1,8 @@
+"""`cert-loader bench`: the product's rates next to the limits measured in the same run, as ratios (machines are noisy)."""
+
+from __future__ import annotations
+
+from cert_loader.bench.workload import _admin_db, _drop_db, _product_load, make_workload
+from cert_loader.bench.run import SECTIONS, render, run_bench
+
+__all__ = ["SECTIONS", "_admin_db", "_drop_db", "_product_load", "make_workload", "render", "run_bench"]

@@ -1,0 +1,132 @@
+"""The seed's district shape end to end: `cert-loader load` (stores in parallel and one after another) and `dagster asset materialize`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from cert_loader.bench.seed import NODES, RELATIONSHIPS, SHAPE, seed_ddl, seed_tables, write_seed_district
+from cert_loader.bench.workload import create_database, drop_database
+from cert_loader.config import GraphConfig
+
+BIN = Path(sys.executable).parent
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+def _env(urls: dict[str, str], graph: GraphConfig | None, root: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERT_", "DAGSTER_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update({f"CERT_{n.upper()}_URL": u for n, u in urls.items()}, CERT_DATA_ROOT=str(root), **extra)
+    if graph is not None:
+        env.update(CERT_SP_URI=graph.uri, CERT_SP_USER=graph.user, CERT_SP_PASSWORD=graph.password,
+                   CERT_SP_DATABASE=graph.database)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return time.perf_counter() - started, proc
+
+
+def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: Path, say: Callable[[str], None],
+                 *, dagster: bool = True) -> dict[str, Any]:
+    """``repeat`` rounds of `cert-loader load` with --parallel and --no-parallel (rotating), then one Dagster run."""
+    from cert_loader.bench.relational import rotated, summary
+
+    prefix = f"cert_bench_{os.getpid()}_seed"
+    names = {store: f"{prefix}_{store}" for store in SHAPE}
+    urls = {store: create_database(admin_url, name, seed_ddl(store)) for store, name in names.items()}
+    root = work / "seed"
+    stores = ",".join(list(SHAPE) + (["sp"] if graph is not None else []))
+    rows = sum(total for _, total in SHAPE.values())
+    out: dict[str, Any] = {"tables": {s: n for s, (n, _) in SHAPE.items()}, "rows": rows,
+                           "nodes": NODES if graph else 0, "relationships": RELATIONSHIPS if graph else 0}
+    try:
+        modes = ["parallel", "sequential", "pg_only_parallel", "pg_only_sequential"]
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        reported: dict[str, list[float]] = {m: [] for m in modes}
+        for i in range(repeat):
+            for mode in rotated(modes, i):
+                district = f"seed-{mode.replace('_', '-')}-{secrets.token_hex(3)}"
+                write_seed_district(root, district, graph=graph is not None)
+                only_pg = mode.startswith("pg_only") or graph is None
+                args = [str(BIN / "cert-loader"), "load", district, "--stores", ",".join(SHAPE) if only_pg else stores,
+                        "--json", "--parallel" if mode.endswith("parallel") else "--no-parallel"]
+                seconds, proc = _run(args, _env(urls, graph, root), root)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"seed load failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+                report = json.loads(proc.stdout)
+                assert report["totals"]["records_loaded"] == rows, report["totals"]
+                times[mode].append(seconds)
+                reported[mode].append(report["duration_seconds"])
+                t0 = time.perf_counter()
+                _reset(urls, None if only_pg else graph, district)
+                say(f"seed {mode}: {seconds:.1f}s (report {reported[mode][-1]:.1f}s); stores emptied in {time.perf_counter() - t0:.1f}s")
+                shutil.rmtree(root / "data" / "anonymized" / district, ignore_errors=True)
+            say(f"seed round {i + 1}/{repeat}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
+        for mode, ts in times.items():
+            out[f"load_{mode}"] = {**summary(ts, rows), "report_duration_s": [round(t, 1) for t in reported[mode]]}
+            del out[f"load_{mode}"]["rows_per_s"]
+        out["parallel_speedup"] = round(out["load_sequential"]["median_s"] / out["load_parallel"]["median_s"], 3)
+        out["pg_only_parallel_speedup"] = round(
+            out["load_pg_only_sequential"]["median_s"] / out["load_pg_only_parallel"]["median_s"], 3)
+        if dagster:
+            out["dagster"] = _dagster(admin_url, urls, graph, root, stores, rows, work, say)
+    finally:
+        for name in names.values():
+            drop_database(admin_url, name)
+    return out
+
+
+def _reset(urls: dict[str, str], graph: GraphConfig | None, district: str) -> None:
+    """Empty the stores between runs (not timed): TRUNCATE, since the seed's FKs have no index for a DELETE."""
+    import psycopg
+
+    from cert_loader.stores.graph import GraphStore
+
+    for store, url in urls.items():
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = ", ".join(t.name for t in seed_tables(store))
+            conn.execute(f"TRUNCATE {tables}")  # bench-generated table names, see seed.py
+            conn.execute("VACUUM ANALYZE")
+            conn.execute("CHECKPOINT")
+    if graph is not None:
+        with GraphStore(graph) as store:
+            store.unload(district)
+
+
+def _dagster(admin_url: str, urls: dict[str, str], graph: GraphConfig | None, root: Path, stores: str, rows: int,
+             work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """One district through `dagster asset materialize` (every CERT asset of the district, one step)."""
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    name = f"cert_bench_{os.getpid()}_dagster"
+    dagster_url = create_database(admin_url, name, None, mark=False)
+    try:
+        env = _env(urls, graph, root, DAGSTER_HOME=str(home),
+                   DAGSTER_PG_URL=dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        district = f"seed-dagster-{secrets.token_hex(3)}"
+        write_seed_district(root, district, graph=graph is not None)
+        for args in (["snapshot", "--stores", stores], ["register", district]):
+            _, proc = _run([str(BIN / "cert-loader"), *args], env, root)
+            if proc.returncode != 0:
+                raise RuntimeError(f"cert-loader {args[0]} failed: {proc.stderr[-2000:]}")
+        seconds, proc = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
+                              "--select", "*", "--partition", district], env, root)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dagster asset materialize failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
+        report = json.loads((root / "data" / "loads" / district / "load-report.json").read_text())
+        assert report["overall_status"] == "SUCCESS" and report["totals"]["records_loaded"] == rows, report["totals"]
+        say(f"seed through dagster asset materialize: {seconds:.1f}s (the load itself {report['duration_seconds']:.1f}s)")
+        return {"command_s": round(seconds, 1), "load_s": round(report["duration_seconds"], 1)}
+    finally:
+        drop_database(admin_url, name)

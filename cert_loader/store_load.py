@@ -1,0 +1,149 @@
+"""One PostgreSQL store's part of a district load (strategy, verification, bulk-FK) and running the stores side by side.
+
+Each store has its own connection and transaction (DESIGN.md section 5), so stores can load in
+parallel threads: every store still finishes loading and verifying before the unit of work prepares
+any of them, so the commit protocol is the same either way (issue 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cert_loader.bulk_fk import BulkFkPlan, drop_fks, restore_fks
+from cert_loader.errors import VerificationError
+from cert_loader.faults import checkpoint
+from cert_loader.plan import StorePlan, TablePlan
+from cert_loader.results import StoreResult, TableResult
+from cert_loader.strategies import Strategy
+from cert_loader.strategies.base import StoreContext
+from cert_loader.transaction import StoreTransaction
+from cert_loader.verify import verify_table
+
+log = logging.getLogger(__name__)
+
+# A log line every this many tables (the seed's promise, DESIGN.md section 3).
+LOG_EVERY_TABLES = 10
+
+
+class LockedProgress:
+    """A Progress shared by the stores' threads (and their COPY producer threads)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def start(self, total_rows: int, total_tables: int) -> None:
+        with self._lock:
+            self._inner.start(total_rows, total_tables)
+
+    def advance(self, rows: int) -> None:
+        with self._lock:
+            self._inner.advance(rows)
+
+    def table_done(self, store: str, table: str) -> None:
+        with self._lock:
+            self._inner.table_done(store, table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._inner.close()
+
+
+class TableCounter:
+    """Tables done across the stores, for the log line every LOG_EVERY_TABLES tables."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def one_more(self, store: str, table: str) -> None:
+        with self._lock:
+            self.done += 1
+            if self.done % LOG_EVERY_TABLES == 0:
+                log.info("loaded %d of %d tables (%s: %s)", self.done, self.total, store, table)
+
+
+@dataclass
+class StoreJob:
+    """What one store's thread needs: its transaction, its plan, where its results go."""
+
+    name: str
+    tx: StoreTransaction
+    plan: StorePlan
+    result: StoreResult
+    bulk: BulkFkPlan | None = None
+
+
+def table_result(store: str, tp: TablePlan) -> TableResult:
+    return TableResult(
+        store=store, table=tp.table.qualname, source_rows=tp.rows,
+        source_file=str(tp.source.path) if tp.source else None, skipped=tp.skipped,
+    )
+
+
+def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, progress: Any,
+               counter: TableCounter) -> None:
+    """Begin the store's transaction, load its tables in FK order and verify them inside it (section 5, step 2)."""
+    name, sp, sr = job.name, job.plan, job.result
+    started = time.monotonic()
+    job.tx.begin()
+    ctx = StoreContext(job.tx.pg, sp, district, run_tag, on_batch=lambda t, n: progress.advance(n))
+    results = {tp.table.key_id: table_result(name, tp) for tp in sp.tables}
+    sr.tables = list(results.values())
+    loaded = sp.loaded
+    bulk = job.bulk.drop if job.bulk is not None else []
+    if bulk:
+        drop_fks(ctx.pg, bulk)
+    strategy.before(ctx, loaded, results)
+    for tp in loaded:
+        t0 = time.monotonic()
+        strategy.load_table(ctx, tp, results[tp.table.key_id])
+        results[tp.table.key_id].duration_s = time.monotonic() - t0
+        progress.table_done(name, tp.table.qualname)
+        counter.one_more(name, tp.table.qualname)
+        checkpoint(f"after-table:{name}:{tp.table.qualname}")
+    strategy.after(ctx, loaded, results)
+    for tp in loaded:
+        results[tp.table.key_id].checks = verify_table(ctx, strategy, tp)
+    failed = [c for c in sr.checks if not c.passed]
+    if not failed and bulk:
+        # After the checks, so a bad row is reported exactly as in ordinary mode (with examples);
+        # ADD CONSTRAINT then validates every row of each table in one pass.
+        restore_fks(ctx.pg, bulk)
+    ctx.drop_staging()
+    sr.duration_s = time.monotonic() - started
+    if failed:
+        sr.status = "FAILED"
+        raise VerificationError(
+            f"post-load verification failed: {failed[0].table}: {failed[0].check}: {failed[0].detail}"
+            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
+            store=name, table=failed[0].table, district=district, checks=failed,
+        )
+    sr.status = "VERIFIED"
+    checkpoint(f"verified:{name}")
+
+
+def run_side_by_side(tasks: list[Callable[[], Any]], parallel: bool) -> list[Any]:
+    """Run the tasks one after another, or all at once in threads; raise the error of the first that failed.
+
+    In parallel every task runs to its end (a store's transaction is rolled back by the caller), and the
+    error raised is that of the earliest failing task in the given order, as sequential loading would
+    raise it; the others are logged.
+    """
+    if not parallel or len(tasks) < 2:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="cert_loader-store") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    for extra in failed[1:]:
+        log.warning("another part of the load failed too: %s", extra)
+    if failed:
+        raise failed[0]
+    return [f.result() for f in futures]
