@@ -80,8 +80,8 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
             lock=True, before_lock=lambda p: _recover_before_load(p, report), manifest=options.manifest,
         )
         report.validation_status = pf.gate.status
-        report.warnings = list(pf.plan.warnings)
         bulk = plan_bulk_fks(pf, options)
+        report.warnings = list(pf.plan.warnings)
         pf.plan.raise_for_problems()
         atomic = _decide_atomicity(pf, options, report)
         uow = _run_transactions(pf, options, report, run_id, atomic, bulk)

@@ -130,3 +130,21 @@ def test_the_lock_is_access_exclusive_and_a_crash_restores_every_fk(make_distric
     rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids"],
                            env=_env(sample_stores, data_root), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+
+
+def test_plan_shows_the_refusal_and_writes_nothing(as_loader, loader_role, make_district, sample_stores):
+    from cert_loader.engine import plan_district
+
+    district = make_district(students=10)
+    pf = plan_district(as_loader(), district, LoadOptions(bulk_fk=True))
+    try:
+        refusals = [str(p) for p in pf.plan.problems]
+    finally:
+        pf.close()
+    assert refusals and all("--bulk-fk" in r and "is owned by root" in r for r in refusals), refusals
+    assert any(r.startswith("ids: edfi.enrollment:") for r in refusals)
+    pf = plan_district(as_loader(), district, LoadOptions())
+    try:
+        assert not pf.plan.problems
+    finally:
+        pf.close()

@@ -21,7 +21,7 @@ def machine(admin_url: str) -> dict[str, Any]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
         settings = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_wal_size', "
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_wal_size', "
             "'synchronous_commit', 'max_parallel_workers_per_gather')").fetchall())
     return {"cores": os.cpu_count(), "cpu": cpu, "memory_mb": mem, "postgresql": server, "settings": settings,
             "python": platform.python_version(), "os": platform.platform()}
@@ -99,7 +99,8 @@ def _get(data: dict, *path: str) -> Any:
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 6's targets, each with the measured figure and whether it was met (None: not measured)."""
     def row(name: str, value, goal: str, met) -> dict[str, Any]:
-        return {"target": name, "measured": value, "goal": goal, "met": None if value is None else bool(met)}
+        return {"target": name, "measured": value, "goal": goal,
+                "met": None if value is None or met is None else bool(met)}
 
     insert = _get(r, "relational", "insert", "ratio_vs_server_copy")
     bulk = _get(r, "relational", "bulk_fk", "ratio_vs_server_copy")
@@ -111,6 +112,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     seed = _get(r, "seed", "load_parallel", "median_s")
     seed_seq = _get(r, "seed", "load_sequential", "median_s")
     dag = _get(r, "seed", "dagster", "command_s")
+    dag_load = _get(r, "seed", "dagster", "load_s")
     return [
         row("ordinary insert / server COPY with FK", insert, ">= 0.9", insert is not None and insert >= 0.9),
         row("bulk-FK insert / server COPY with FK", bulk, ">= 2.5", bulk is not None and bulk >= 2.5),
@@ -122,10 +124,12 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         row("parallel: same, four PostgreSQL stores only", _get(r, "seed", "pg_only_parallel_speedup"), "> 1 pays",
             (_get(r, "seed", "pg_only_parallel_speedup") or 0) > 1),
         row("graph / raw UNWIND (SET +=)", graph_set, ">= 0.9", graph_set is not None and graph_set >= 0.9),
-        row("graph / raw UNWIND (inline maps)", graph_inline, "(reference)", True),
+        row("graph / raw UNWIND (inline maps, no checks)", graph_inline, "reference", None),
         row("seed shape, cert-loader load --parallel (s)", seed, "<= 30", seed is not None and seed <= 30),
         row("seed shape, cert-loader load --no-parallel (s)", seed_seq, "<= 30", seed_seq is not None and seed_seq <= 30),
-        row("seed shape, dagster asset materialize (s)", dag, "<= 30 (load); command incl. Dagster start-up", True),
+        row("seed shape, dagster asset materialize: command (s)", dag, "<= 30", dag is not None and dag <= 30),
+        row("seed shape, dagster asset materialize: the load in it (s)", dag_load, "<= 30",
+            dag_load is not None and dag_load <= 30),
     ]
 
 
@@ -167,6 +171,6 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"  dagster asset materialize: {s['dagster']['command_s']} s (load {s['dagster']['load_s']} s)")
     lines.append("\ntargets:")
     for t in r["targets"]:
-        mark = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+        mark = {True: "met", False: "NOT MET"}.get(t["met"], "not measured" if t["measured"] is None else "")
         lines.append(f"  {t['target']:48} {json.dumps(t['measured']):>24}  goal {t['goal']:8}  {mark}")
     return "\n".join(lines)
