@@ -89,13 +89,14 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
 def _reset(urls: dict[str, str], graph: GraphConfig | None, district: str) -> None:
     """Empty the stores between runs (not timed): TRUNCATE, since the seed's FKs have no index for a DELETE."""
     import psycopg
+    from psycopg import sql
 
     from cert_loader.stores.graph import GraphStore
 
     for store, url in urls.items():
         with psycopg.connect(url, autocommit=True) as conn:
-            tables = ", ".join(t.name for t in seed_tables(store))
-            conn.execute(f"TRUNCATE {tables}")  # bench-generated table names, see seed.py
+            tables = sql.SQL(", ").join(sql.Identifier(t.name) for t in seed_tables(store))
+            conn.execute(sql.SQL("TRUNCATE {}").format(tables))
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")
     if graph is not None:
