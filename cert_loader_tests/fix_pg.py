@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from cert_loader.config import PG_STORES, redact_url
-from cert_loader.preflight import mark_statements
+from cert_loader.bench.workload import create_database
 
 ADMIN_URL = os.environ.get("CERT_TEST_PG_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")
 RUN_ID = secrets.token_hex(4)
@@ -66,17 +66,8 @@ def make_database(pg_admin) -> Iterator[Callable[..., str]]:
 
     def make(suffix: str, *, mark: bool = True, ddl: str | None = None) -> str:
         name = f"cert_{RUN_ID}_{suffix}"
-        pg_admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
-        url = db_url(name)
-        with psycopg.connect(url, autocommit=True) as conn:
-            if mark:
-                for statement in mark_statements(name):
-                    conn.execute(statement)
-            if ddl:
-                conn.execute(ddl)
-        return url
+        return create_database(ADMIN_URL, name, ddl, mark=mark)
 
     yield make
     for name in created:

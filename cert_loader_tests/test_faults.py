@@ -46,10 +46,10 @@ def _cli(args, env, timeout=180):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def kill_at(point: str, district: str, env: dict) -> None:
+def kill_at(point: str, district: str, env: dict, stores: str | None = None) -> None:
     """Start a load that pauses at ``point``, then SIGKILL it from outside."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", _stores(env)],
+        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", stores or _stores(env)],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )

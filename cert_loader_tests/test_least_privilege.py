@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from cert_loader.config import LoaderConfig
 from cert_loader.engine import LoadOptions, load_district, plan_district, unload_district
 from cert_loader.inputs import DistrictPaths
 from cert_loader.plan_view import render_plan
 from cert_loader_tests.fix_district import store_snapshot
+from cert_loader_tests import test_faults as faults
 from cert_loader_tests.fix_role import grant
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
@@ -29,24 +28,8 @@ def cli(args, env, timeout=180):
 
 
 def kill_at(point: str, district: str, env: dict) -> None:
-    """Start a load that pauses at ``point`` (faults.checkpoint), then SIGKILL it, as test_faults.py does."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", PG],
-        env={**env, "CERT_LOADER_TEST_PAUSE_AT": point},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline, seen = time.monotonic() + 120, []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if line.startswith(f"PAUSED {point}"):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-            return
-    proc.kill()
-    pytest.fail(f"the load never paused at {point}: {''.join(seen)[-3000:]}")
+    """A load of the PostgreSQL stores paused at ``point`` and SIGKILLed (test_faults.kill_at)."""
+    faults.kill_at(point, district, env, PG)
 
 
 def owned_relations(urls: dict[str, str], role: str) -> dict[str, list[str]]:
@@ -182,7 +165,7 @@ def test_a_missing_grant_is_named_and_nothing_changes(make_role, sample_stores, 
     for store, url in sample_stores.items():
         grant(role.name, url, store)
     with psycopg.connect(sample_stores["hcp1"], autocommit=True) as conn:
-        conn.execute(f'REVOKE DELETE ON public.visit FROM "{role.name}"')
+        conn.execute(sql.SQL("REVOKE DELETE ON public.visit FROM {}").format(sql.Identifier(role.name)))
     district = make_district(students=STUDENTS)
     assert load_district(as_loader(), district).status == "SUCCESS"
     before = store_snapshot(sample_stores, district)
