@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
 from cert_loader_tests.dagster_support import (
     VENV_BIN, cert_env, dagster_home, snapshot_to, sqlalchemy_url, subprocess_env,
@@ -31,7 +32,9 @@ def test_dagster_yaml_storage_and_run_queue(instance_env, monkeypatch) -> None:
     monkeypatch.setenv("DAGSTER_PG_URL", instance_env["DAGSTER_PG_URL"])
     with dg.DagsterInstance.from_config(instance_env["DAGSTER_HOME"]) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        storage = instance.event_log_storage
+        assert type(storage).__name__ == "PooledPostgresEventLogStorage"
+        assert isinstance(storage, PostgresEventLogStorage) and storage.supports_asset_checks
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         assert coordinator.get_run_queue_config().tag_concurrency_limits == [

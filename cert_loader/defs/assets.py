@@ -107,9 +107,10 @@ def run_load(context: dg.AssetExecutionContext, config: LoadConfig, cert: CertAs
 
 def results(cert: CertAssets, report, selected, selected_checks, log) -> Iterator:
     """Materializations parents first (the specs' order), each followed by its check results."""
-    from cert_loader.defs.metadata import materialization_metadata, table_results
+    from cert_loader.defs.metadata import materialization_metadata, run_metadata, table_results
 
     by_key = table_results(cert, report)
+    shared = run_metadata(report)
     for spec in cert.specs:
         if spec.key not in selected:
             continue
@@ -118,7 +119,7 @@ def results(cert: CertAssets, report, selected, selected_checks, log) -> Iterato
             reason = tables[0].skipped if tables else "not in the load plan (extraction-order.json?)"
             log.warning(f"{spec.key.to_user_string()}: not loaded ({reason}); no materialization")
             continue
-        yield dg.MaterializeResult(asset_key=spec.key, metadata=materialization_metadata(report, spec.key, tables))
+        yield dg.MaterializeResult(asset_key=spec.key, metadata=materialization_metadata(report, shared, tables))
         checks = _unique(c for t in tables for c in t.checks)
         for result in to_check_results(spec.key, checks):
             if dg.AssetCheckKey(spec.key, result.check_name) in selected_checks:

@@ -22,19 +22,29 @@ def table_results(cert: CertAssets, report: LoadReport) -> dict[dg.AssetKey, lis
     return out
 
 
-def materialization_metadata(report: LoadReport, key: dg.AssetKey, tables: list[TableResult]) -> dict:
+def run_metadata(report: LoadReport) -> dict:
+    """The entries every materialization of one load shares, built once: a district has ~160 tables."""
+    meta: dict = {
+        "cert_loader/strategy": report.strategy,
+        "cert_loader/load_run_id": report.run_id,
+        "cert_loader/load_report": dg.MetadataValue.json(summary(report)),
+    }
+    if report.report_path:
+        meta["cert_loader/report_path"] = dg.MetadataValue.path(str(report.report_path))
+    return meta
+
+
+def materialization_metadata(report: LoadReport, shared: dict, tables: list[TableResult]) -> dict:
+    """``shared``: :func:`run_metadata` of the same report."""
     loaded = [t for t in tables if not t.skipped]
     store = loaded[0].store
-    sr = report.stores[store]
     meta: dict = {
         "cert_loader/store": store,
-        "cert_loader/strategy": report.strategy,
         "cert_loader/rows": sum(t.source_rows for t in loaded),
         "cert_loader/records_loaded": sum(t.records_loaded for t in loaded),
         "cert_loader/duration_s": dg.FloatMetadataValue(round(sum(t.duration_s for t in loaded), 3)),
-        "cert_loader/transaction": sr.transaction,
-        "cert_loader/load_run_id": report.run_id,
-        "cert_loader/load_report": dg.MetadataValue.json(summary(report)),
+        "cert_loader/transaction": report.stores[store].transaction,
+        **shared,
     }
     for field in ("inserted", "updated", "deleted", "unchanged"):
         values = [getattr(t, field) for t in loaded]
@@ -49,8 +59,6 @@ def materialization_metadata(report: LoadReport, key: dg.AssetKey, tables: list[
     if store == GRAPH_STORE:
         meta["cert_loader/by_label_or_type"] = dg.MetadataValue.json(
             {t.table.split(":", 1)[1]: t.records_loaded for t in loaded})
-    if report.report_path:
-        meta["cert_loader/report_path"] = dg.MetadataValue.path(str(report.report_path))
     return meta
 
 
