@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import pytest
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
-from cert_loader.defs.event_log_storage import PooledPostgresEventLogStorage
+from cert_loader.defs.event_log_storage import PING_AFTER_IDLE_S, PooledPostgresEventLogStorage
 from cert_loader_tests.dagster_support import dagster_home, sqlalchemy_url
 
 KEY = dg.AssetKey(["cert", "ids", "probe"])
@@ -47,8 +49,9 @@ def test_events_reuse_one_connection(instance, database, pg_admin) -> None:
 def test_a_dropped_connection_is_replaced_not_failed(instance, database, pg_admin) -> None:
     report(instance, 1)
     (pid,) = backends(pg_admin, database)
-    pg_admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # what a PostgreSQL restart does to it
-    report(instance, 1)  # pre-ping notices, reconnects, writes
+    pg_admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # what a PostgreSQL restart does to it,
+    time.sleep(PING_AFTER_IDLE_S * 3)  # and a restart takes far longer than this
+    report(instance, 1)  # the idle ping notices, the pool reconnects, the event is written
     assert backends(pg_admin, database) - {pid}
 
 

@@ -8,8 +8,9 @@ backend fork, ~3 ms here — and each asset-check event opens one more only to a
 
 This subclass changes only how connections are held: a ``QueuePool`` of one connection per process
 (overflow for the odd concurrent writer, e.g. the engine's progress lines logged from store threads),
-pre-pinged so a PostgreSQL restart costs a reconnect and not a failed event write, and the answer "the
-asset-check table exists" remembered once it is yes. Rows, statements and transactions are dagster-postgres's
+pinged before use when it sat idle (a PostgreSQL restart then costs a reconnect, not a failed event write;
+back-to-back events skip the ping, which alone cost ~1 s per district), and the answer "the asset-check
+table exists" remembered once it is yes. Rows, statements and transactions are dagster-postgres's
 own. The webserver still swaps in its own pool (``optimize_for_webserver``) exactly as before.
 
 Upstream tracks the same costs: dagster-io/dagster#33935 (pool settings not configurable), #34153
@@ -21,7 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import time
+
+import sqlalchemy.exc
 import sqlalchemy.pool as db_pool
+from sqlalchemy import event
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
@@ -31,6 +36,11 @@ POOL_SIZE = 1
 MAX_OVERFLOW = 8
 # Recycle before any server or proxy idle timeout would cut a connection the daemon or webserver holds.
 POOL_RECYCLE_S = 1800
+# A connection back in the pool for longer than this is pinged before its next use. A server restart
+# takes far longer, so a connection it closed has always sat idle long enough to be pinged; a run's
+# events come milliseconds apart, so they skip the ping. Left: a backend killed on its own (say by
+# pg_terminate_backend) within this window of the next event fails that one write, then is replaced.
+PING_AFTER_IDLE_S = 0.1
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
@@ -42,8 +52,9 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         self._engine.dispose()
         self._engine = create_pg_engine(
             self.postgres_url, token_provider, isolation_level="AUTOCOMMIT", poolclass=db_pool.QueuePool,
-            pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_recycle=POOL_RECYCLE_S, pool_pre_ping=True,
+            pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_recycle=POOL_RECYCLE_S,
         )
+        ping_when_idle(self._engine.pool, PING_AFTER_IDLE_S)
         self._has_check_table = False
 
     @classmethod
@@ -68,3 +79,26 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         if not self._has_check_table:
             self._has_check_table = bool(super().supports_asset_checks)
         return self._has_check_table
+
+
+def ping_when_idle(pool: db_pool.Pool, idle_s: float) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, skipped for a connection used less than ``idle_s`` ago.
+
+    Raising ``DisconnectionError`` from a checkout listener is SQLAlchemy's documented way to have the
+    pool drop the connection and hand out a fresh one (it retries the checkout).
+    """
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(dbapi_connection, record) -> None:
+        record.info["cert_loader_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi_connection, record, proxy) -> None:
+        since = record.info.get("cert_loader_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure means this connection is gone
+            raise sqlalchemy.exc.DisconnectionError(f"event log connection lost while idle: {exc}") from exc
