@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ MARKER_LABEL = "CertLoaderRun"
 # Neo4j integers are signed 64-bit; the driver cannot send anything larger.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _decode = json.JSONDecoder().decode
+# The decoder's own scanner without decode()'s two whitespace regexes: the fast path's JSON reader.
+_scan = json.scanner.make_scanner(json.JSONDecoder())
 
 NODE_COLUMNS = ("id", "labels", "district_id", "properties")
 REL_COLUMNS = ("start", "end", "type", "properties")
@@ -219,10 +222,93 @@ def read_graph_input(nodes_path: Path, rels_path: Path | None, district: str) ->
     """Read ``nodes.parquet`` and ``relationships.parquet`` of ``district`` and refuse anything unloadable.
 
     Row numbers in messages count from 1. Nothing is written anywhere (DESIGN.md section 5, step 1).
+    A district's files are first read on a fast path that checks whole columns at once; anything it does
+    not vouch for (a bad value, but also just an unusual one) is read again by the checked, row-by-row
+    reader, which is the reference: it accepts the same files and names the first bad row.
     """
     nodes_path = Path(nodes_path)
-    cols = _read_columns(nodes_path, NODE_COLUMNS, (), "nodes")
-    out = GraphInput(district=district, nodes_path=nodes_path, rels_path=Path(rels_path) if rels_path else None)
+    rels_path = Path(rels_path) if rels_path else None
+    nodes = _read_columns(nodes_path, NODE_COLUMNS, (), "nodes")
+    rels = _read_columns(rels_path, REL_COLUMNS, ("district_id",), "relationships") if rels_path else None
+    out = GraphInput(district=district, nodes_path=nodes_path, rels_path=rels_path)
+    if _fast_read(nodes, rels, out):
+        return out
+    out = GraphInput(district=district, nodes_path=nodes_path, rels_path=rels_path)
+    _checked_nodes(nodes, out)
+    if rels is not None:
+        _checked_relationships(rels, out)
+    return out
+
+
+def _fast_read(nodes: dict[str, list], rels: dict[str, list] | None, out: GraphInput) -> bool:
+    """Fill ``out`` from clean columns and return True; return False at the first thing not plainly valid.
+
+    Checks whole columns with set operations (ids present and unique, one district, valid labels and
+    types, every relationship end a district node), then only parses properties row by row.
+    """
+    ids, labels = nodes["id"], nodes["labels"]
+    id_set = set(ids)
+    if len(id_set) != len(ids) or None in id_set or "" in id_set or set(nodes["district_id"]) - {out.district}:
+        return False
+    if not all(_plain_name(label) for label in set(labels)):
+        return False
+    label_of = dict(zip(ids, labels))
+    types: dict[tuple[str, str], str] = {}
+    for node_id, label, raw in zip(ids, labels, nodes["properties"]):
+        props = _fast_props(raw, label, types, ("id", "district_id"))
+        if props is None:
+            return False
+        out.nodes.setdefault(label, []).append({"id": node_id, "props": props})
+    out.label_of = label_of
+    if rels is None:
+        return True
+    starts, ends, rtypes = rels["start"], rels["end"], rels["type"]
+    if not id_set.issuperset(starts) or not id_set.issuperset(ends):
+        return False  # also catches empty and null ends: ids hold neither
+    if set(rels.get("district_id") or ()) - {out.district, None}:
+        return False
+    if not all(_plain_name(t, label=False) for t in set(rtypes)):
+        return False
+    types = {}
+    for start, end, rtype, raw in zip(starts, ends, rtypes, rels["properties"]):
+        props = _fast_props(raw, rtype, types, ("district_id",))
+        if props is None:
+            return False
+        out.relationships.setdefault(rtype, []).append({"start": start, "end": end, "props": props})
+    return True
+
+
+def _plain_name(name: Any, *, label: bool = True) -> bool:
+    return isinstance(name, str) and bool(IDENTIFIER_RE.match(name)) and not (label and name == MARKER_LABEL)
+
+
+def _fast_props(raw: Any, group: str, types: dict[tuple[str, str], str], drop: tuple[str, ...]) -> dict | None:
+    """One properties string parsed, or None where the checked reader must look (it may still accept it)."""
+    if raw is None:
+        return {}
+    try:
+        props, end = _scan(raw, 0)
+    except (StopIteration, ValueError):
+        return None
+    if end != len(raw) or type(props) is not dict:
+        return None
+    out = {}
+    for key, value in props.items():
+        if value is None or key in drop:
+            continue
+        kind = _SCALARS.get(type(value))
+        if kind is None or not key or "\x00" in key or (kind == "integer" and not INT64_MIN <= value <= INT64_MAX):
+            return None  # lists, odd keys, big integers: the checked reader decides
+        seen = types.setdefault((group, key), kind)
+        if seen != kind:
+            return None
+        out[key] = value
+    return out
+
+
+def _checked_nodes(cols: dict[str, list], out: GraphInput) -> None:
+    """The reference reader of the nodes: row by row, the first bad row named."""
+    district = out.district
     types = _TypeRegistry("nodes", "label")
     rows = zip(cols["id"], cols["labels"], cols["district_id"], cols["properties"])
     valid_labels: set[str] = set()
@@ -248,13 +334,10 @@ def read_graph_input(nodes_path: Path, rels_path: Path | None, district: str) ->
         props = _parse_props(raw, table="nodes", where=where, group=label, types=types, drop=("id", "district_id"))
         out.label_of[node_id] = label
         out.nodes.setdefault(label, []).append({"id": node_id, "props": props})
-    if rels_path is not None:
-        _read_relationships(Path(rels_path), out)
-    return out
 
 
-def _read_relationships(path: Path, out: GraphInput) -> None:
-    cols = _read_columns(path, REL_COLUMNS, ("district_id",), "relationships")
+def _checked_relationships(cols: dict[str, list], out: GraphInput) -> None:
+    """The reference reader of the relationships (after the nodes): row by row, the first bad row named."""
     types = _TypeRegistry("relationships", "relationship type")
     districts = cols.get("district_id") or [None] * len(cols["start"])
     rows = zip(cols["start"], cols["end"], cols["type"], cols["properties"], districts)
