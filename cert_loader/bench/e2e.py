@@ -79,7 +79,7 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
         out["pg_only_parallel_speedup"] = round(
             out["load_pg_only_sequential"]["median_s"] / out["load_pg_only_parallel"]["median_s"], 3)
         if dagster:
-            out["dagster"] = _dagster(admin_url, urls, graph, root, stores, rows, work, say)
+            out["dagster"] = _dagster(admin_url, urls, graph, root, stores, rows, repeat, work, say)
     finally:
         for name in names.values():
             drop_database(admin_url, name)
@@ -105,29 +105,42 @@ def _reset(urls: dict[str, str], graph: GraphConfig | None, district: str) -> No
 
 
 def _dagster(admin_url: str, urls: dict[str, str], graph: GraphConfig | None, root: Path, stores: str, rows: int,
-             work: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """One district through `dagster asset materialize` (every CERT asset of the district, one step)."""
+             repeat: int, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """``repeat`` districts through `dagster asset materialize` (every CERT asset of the district, one step)."""
+    from statistics import median
+
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_DAGSTER_YAML, home / "dagster.yaml")
     name = f"cert_bench_{os.getpid()}_dagster"
     dagster_url = create_database(admin_url, name, None, mark=False)
+    commands: list[float] = []
+    loads: list[float] = []
     try:
         env = _env(urls, graph, root, DAGSTER_HOME=str(home),
                    DAGSTER_PG_URL=dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-        district = f"seed-dagster-{secrets.token_hex(3)}"
-        write_seed_district(root, district, graph=graph is not None)
-        for args in (["snapshot", "--stores", stores], ["register", district]):
-            _, proc = _run([str(BIN / "cert-loader"), *args], env, root)
-            if proc.returncode != 0:
-                raise RuntimeError(f"cert-loader {args[0]} failed: {proc.stderr[-2000:]}")
-        seconds, proc = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
-                              "--select", "*", "--partition", district], env, root)
+        _, proc = _run([str(BIN / "cert-loader"), "snapshot", "--stores", stores], env, root)
         if proc.returncode != 0:
-            raise RuntimeError(f"dagster asset materialize failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
-        report = json.loads((root / "data" / "loads" / district / "load-report.json").read_text())
-        assert report["overall_status"] == "SUCCESS" and report["totals"]["records_loaded"] == rows, report["totals"]
-        say(f"seed through dagster asset materialize: {seconds:.1f}s (the load itself {report['duration_seconds']:.1f}s)")
-        return {"command_s": round(seconds, 1), "load_s": round(report["duration_seconds"], 1)}
+            raise RuntimeError(f"cert-loader snapshot failed: {proc.stderr[-2000:]}")
+        for i in range(repeat):
+            district = f"seed-dagster-{secrets.token_hex(3)}"
+            write_seed_district(root, district, graph=graph is not None)
+            _, proc = _run([str(BIN / "cert-loader"), "register", district], env, root)
+            if proc.returncode != 0:
+                raise RuntimeError(f"cert-loader register failed: {proc.stderr[-2000:]}")
+            seconds, proc = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
+                                  "--select", "*", "--partition", district], env, root)
+            if proc.returncode != 0:
+                raise RuntimeError(f"dagster asset materialize failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
+            report = json.loads((root / "data" / "loads" / district / "load-report.json").read_text())
+            assert report["overall_status"] == "SUCCESS" and report["totals"]["records_loaded"] == rows, report["totals"]
+            commands.append(seconds)
+            loads.append(report["duration_seconds"])
+            say(f"seed through dagster asset materialize {i + 1}/{repeat}: {seconds:.1f}s "
+                f"(the load itself {report['duration_seconds']:.1f}s)")
+            _reset(urls, graph, district)
+            shutil.rmtree(root / "data" / "anonymized" / district, ignore_errors=True)
+        return {"command_s": round(median(commands), 1), "load_s": round(median(loads), 1),
+                "command_rounds_s": [round(t, 1) for t in commands], "load_rounds_s": [round(t, 1) for t in loads]}
     finally:
         drop_database(admin_url, name)
