@@ -10,6 +10,9 @@ from cert_loader.results import CheckResult
 from cert_loader.strategies.base import StoreContext, Strategy, key_join
 
 EXAMPLES = 5
+# A district of at least this many rows that makes up most of its table is verified by a sequential scan
+# (parallel where the server allows it), not through the district index: see _scan_settings.
+SEQ_SCAN_ROWS = 200_000
 
 
 def verify_table(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> list[CheckResult]:
@@ -19,13 +22,33 @@ def verify_table(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> list[C
     pass over the district's rows gives the count and each FK's orphans; examples are read only on failure.
     """
     by_keys = strategy.name == "upsert"  # upsert proves its count by keys (check_row_count), not by counting
-    with ctx.without_nested_loops():
+    with ctx.planner(**_scan_settings(ctx, tp)):
         total, orphans = _scan(ctx, tp, count=not by_keys)
     if by_keys:
         count_check = check_row_count(ctx, strategy, tp)
     else:
         count_check = _count_result(ctx, tp, strategy.expected_rows(ctx, tp), total)
     return [count_check, _fk_result(ctx, tp, orphans)]
+
+
+def _scan_settings(ctx: StoreContext, tp: TablePlan) -> dict[str, str]:
+    """Planner settings for the verification scan of ``tp``: hash joins always, and a sequential scan
+    when the district is most of the table.
+
+    A table loaded in this transaction has no statistics for the new rows, so the planner takes the
+    district for a sliver of the table and reads it through the district index (a bitmap over every row
+    just loaded). When the table held no more rows than the district has before the load (its
+    statistics, ``reltuples``, still describe that), a sequential scan reads the same pages without the
+    index and may use the server's parallel workers: 1M rows verified in 0.13 s instead of 0.29 s
+    (issue 6). A district among many larger ones keeps the index.
+    """
+    settings = {"enable_nestloop": "off"}  # see StoreContext.without_nested_loops
+    if tp.rows >= SEQ_SCAN_ROWS:
+        before = ctx.pg.scalar("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                               (tp.table.ident.as_string(ctx.pg.conn),), table=tp.table.qualname)
+        if before is not None and 0 <= before <= tp.rows:
+            settings.update(enable_bitmapscan="off", enable_indexscan="off", enable_indexonlyscan="off")
+    return settings
 
 
 def check_row_count(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> CheckResult:

@@ -133,7 +133,18 @@ def test_non_deferrable_cycle_is_refused(tmp_path, custom_url):
     assert "public.x" in report.error["message"] and "public.y" in report.error["message"]
 
 
-def test_hostile_identifiers_load(tmp_path, custom_url):
+@pytest.mark.parametrize("seq_scan_rows", [None, 1], ids=["index", "seq-scan-verify"])
+def test_hostile_identifiers_load(tmp_path, custom_url, seq_scan_rows, monkeypatch):
+    from cert_loader import verify
+
+    settings_used = []
+    if seq_scan_rows:  # the verification's sequential-scan path looks the table up by its quoted name
+        monkeypatch.setattr(verify, "SEQ_SCAN_ROWS", seq_scan_rows)
+        original = verify._scan_settings
+        monkeypatch.setattr(verify, "_scan_settings", lambda ctx, tp: settings_used.append(original(ctx, tp)) or settings_used[-1])
+        with psycopg.connect(custom_url, autocommit=True) as conn:
+            conn.execute('DELETE FROM "We;ird ""T"""')
+            conn.execute('ANALYZE "We;ird ""T"""')  # known empty: the district will be all of it
     d = new_district()
     name = 'We;ird "T"'
     key = abs(hash(d)) % 1_000_000 * 10
@@ -150,6 +161,8 @@ def test_hostile_identifiers_load(tmp_path, custom_url):
     assert rows == [("'; DROP TABLE y; --", "😀"), (None, "北京")]
     for strategy in ("upsert", "merge", "replace"):
         assert load_district(cfg(tmp_path, custom_url), d, LoadOptions(strategy=strategy)).status == "SUCCESS"
+    if seq_scan_rows:
+        assert settings_used[0]["enable_bitmapscan"] == "off"  # the first load verified by a sequential scan
 
 
 def test_hostile_column_not_in_table_is_refused(tmp_path, custom_url):
