@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 
@@ -39,38 +38,3 @@ def test_concurrent_loads_of_different_districts(pg_config, make_district, no_pr
     for th in threads:
         th.join(120)
     assert results == {d: "SUCCESS" for d in districts}
-
-
-def test_the_lock_is_held_beside_the_loading_session(pg_config, make_district, sample_stores, pg_admin,
-                                                     no_prepared_left, monkeypatch):
-    """The district lock lives on a connection of its own: held by the loading session it slowed an
-    FK-checked COPY by ~15% (issue 6). It is held for the whole load and gone after it."""
-    from cert_loader import faults
-
-    district = make_district(students=30)
-    database = sample_stores["ids"].rsplit("/", 1)[1]
-    monkeypatch.setattr(faults, "_PAUSE_AT", "before-prepare:ids")  # written, verified, not yet prepared
-    monkeypatch.setattr(faults, "_PAUSE_SECONDS", 2.0)
-    result = {}
-    loader = threading.Thread(target=lambda: result.update(status=load_district(pg_config(), district).status))
-    loader.start()
-    writer = holder = None
-    deadline = time.monotonic() + 60
-    while writer is None and time.monotonic() < deadline:
-        rows = pg_admin.execute(
-            "SELECT a.pid FROM pg_stat_activity a WHERE a.datname = %s AND a.backend_xid IS NOT NULL "
-            "AND a.application_name = 'cert_loader'", (database,)).fetchall()
-        writer = rows[0][0] if rows else None
-        time.sleep(0.05)
-    holders = pg_admin.execute(
-        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-        "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = %s", (database,)).fetchall()
-    loader.join(120)
-    assert writer is not None, "the load never reached its pause point"
-    assert len(holders) == 1
-    holder = holders[0][0]
-    assert holder != writer
-    assert result == {"status": "SUCCESS"}
-    left = pg_admin.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                            "WHERE l.locktype = 'advisory' AND d.datname = %s", (database,)).fetchone()[0]
-    assert left == 0

@@ -81,16 +81,11 @@ class PgStore:
         self.config = config
         self.name = config.name
         self.conn: psycopg.Connection | None = None
-        self._lock_conn: psycopg.Connection | None = None  # holds the district's advisory lock
         self._application = application
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
-        self.conn = self._open(autocommit=autocommit)
-        return self.conn
-
-    def _open(self, *, autocommit: bool) -> psycopg.Connection:
         try:
-            return psycopg.connect(
+            self.conn = psycopg.connect(
                 self.config.url, autocommit=autocommit, application_name=self._application, connect_timeout=10
             )
         except psycopg.Error as exc:
@@ -103,43 +98,27 @@ class PgStore:
                 transient=True,
                 hint=f"check CERT_{self.name.upper()}_URL and that the server is up",
             ) from exc
+        return self.conn
 
     def close(self) -> None:
-        """Close the store's connection, then the district lock's (the lock outlives the work it guards)."""
-        for conn in (self.conn, self._lock_conn):
-            if conn is not None and not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    conn.close()
-        self.conn = self._lock_conn = None
+        if self.conn is not None and not self.conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        self.conn = None
 
     def lock_district(self, district: str) -> None:
-        """Take the district's advisory lock, or fail fast if another load holds it.
-
-        The lock is held by a second connection of this store, open until :meth:`close`, not by the
-        connection that loads: with the lock held by the loading session, a COPY into a table with an
-        FK ran ~15% slower (1M rows: 6.7 s instead of 5.8 s, PostgreSQL 15; issue 6), and a held lock
-        is all the lock has to do. A crash drops both connections, so the lock goes with the load.
-        """
-        lock = self._open(autocommit=True)
-        try:
-            with mapped_errors(self.name):
-                got = lock.execute(
-                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + district,)
-                ).fetchone()[0]
-        except BaseException:
-            lock.close()
-            raise
+        """Take the district's advisory lock for this session, or fail fast if another load holds it."""
+        with mapped_errors(self.name):
+            got = self.conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + district,)
+            ).fetchone()[0]
         if not got:
-            lock.close()
             raise LoadLockedError(
                 f"another load of district {district} is running (advisory lock held)",
                 store=self.name,
                 district=district,
                 hint="wait for it to finish; loads of other districts may run at the same time",
             )
-        if self._lock_conn is not None:
-            self._lock_conn.close()
-        self._lock_conn = lock
 
     def scalar(self, query: sql.Composable | str, params: Iterable | dict | None = None, *, table: str | None = None):
         with mapped_errors(self.name, table):
