@@ -19,17 +19,16 @@ Upstream tracks the same costs: dagster-io/dagster#33935 (pool settings not conf
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-import time
-
 import sqlalchemy.exc
 import sqlalchemy.pool as db_pool
-from sqlalchemy import event
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+from sqlalchemy import event
 
 # A process writes its events one at a time; the overflow only serves concurrent writers, and is closed on return.
 POOL_SIZE = 1
