@@ -31,9 +31,13 @@ def _env(urls: dict[str, str], graph: GraphConfig | None, root: Path, **extra: s
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[float, subprocess.CompletedProcess]:
+    """Run a command of the measurement: (seconds, result); a failure stops the benchmark with its output."""
     started = time.perf_counter()
     proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return time.perf_counter() - started, proc
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(args[0]).name} {args[1]} failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
+    return seconds, proc
 
 
 def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: Path, say: Callable[[str], None],
@@ -61,8 +65,6 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
                 args = [str(BIN / "cert-loader"), "load", district, "--stores", ",".join(SHAPE) if only_pg else stores,
                         "--json", "--parallel" if mode.endswith("parallel") else "--no-parallel"]
                 seconds, proc = _run(args, _env(urls, graph, root), root)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"seed load failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
                 report = json.loads(proc.stdout)
                 assert report["totals"]["records_loaded"] == rows, report["totals"]
                 times[mode].append(seconds)
@@ -119,19 +121,13 @@ def _dagster(admin_url: str, urls: dict[str, str], graph: GraphConfig | None, ro
     try:
         env = _env(urls, graph, root, DAGSTER_HOME=str(home),
                    DAGSTER_PG_URL=dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-        _, proc = _run([str(BIN / "cert-loader"), "snapshot", "--stores", stores], env, root)
-        if proc.returncode != 0:
-            raise RuntimeError(f"cert-loader snapshot failed: {proc.stderr[-2000:]}")
+        _run([str(BIN / "cert-loader"), "snapshot", "--stores", stores], env, root)
         for i in range(repeat):
             district = f"seed-dagster-{secrets.token_hex(3)}"
             write_seed_district(root, district, graph=graph is not None)
-            _, proc = _run([str(BIN / "cert-loader"), "register", district], env, root)
-            if proc.returncode != 0:
-                raise RuntimeError(f"cert-loader register failed: {proc.stderr[-2000:]}")
-            seconds, proc = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
-                                  "--select", "*", "--partition", district], env, root)
-            if proc.returncode != 0:
-                raise RuntimeError(f"dagster asset materialize failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
+            _run([str(BIN / "cert-loader"), "register", district], env, root)
+            seconds, _ = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
+                               "--select", "*", "--partition", district], env, root)
             report = json.loads((root / "data" / "loads" / district / "load-report.json").read_text())
             assert report["overall_status"] == "SUCCESS" and report["totals"]["records_loaded"] == rows, report["totals"]
             commands.append(seconds)
