@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from cert_loader.config import ALL_STORES, GRAPH_STORE, PG_STORES, LoaderConfig
+from cert_loader.config import LoaderConfig
+from cert_loader.constants import ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, GRAPH_STORE, PG_STORES, STRATEGIES
 from cert_loader.errors import CertLoaderError
-from cert_loader.plan import STRATEGIES
 
 log = logging.getLogger("cert_loader")
 
@@ -67,7 +67,7 @@ def cmd_unload(args) -> int:
 
 
 def cmd_recover(args) -> int:
-    from cert_loader.grants import require_marked
+    from cert_loader.mark import require_marked
     from cert_loader.stores.graph import GraphStore
     from cert_loader.transaction import recover
 
@@ -87,39 +87,33 @@ def cmd_recover(args) -> int:
 
 
 def cmd_mark(args) -> int:
-    from cert_loader.grants import mark_store
+    from cert_loader.mark import mark_store
     from cert_loader.stores.postgres import PgStore
 
     config = _config(args)
     failed = 0
     for name, cfg in config.pg.items():
-        store = PgStore(cfg)
         try:
-            store.connect(autocommit=True)
-            database = mark_store(store)
+            with PgStore(cfg) as store:
+                database = mark_store(store)
             print(f"{name}: marked database {database!r} as a CERT store ({cfg.redacted()})")
         except CertLoaderError as exc:  # report per store, keep going
             failed += 1
             print(f"error: could not mark: {exc}", file=sys.stderr)
-        finally:
-            store.close()
     return 1 if failed else 0
 
 
 def cmd_grants(args) -> int:
-    from cert_loader.grants import grant_statements, loader_schema_exists, read_grant_targets
+    from cert_loader.grants import grant_statements, read_grant_targets
+    from cert_loader.mark import loader_schema_exists
     from cert_loader.stores.postgres import PgStore
 
     args.stores = args.stores or ",".join(PG_STORES)  # grants are for the PostgreSQL stores only
     config = _config(args)
     for name, cfg in config.pg.items():
-        store = PgStore(cfg)
-        try:
-            conn = store.connect(autocommit=True)
-            targets = read_grant_targets(conn, name)
-            marked = loader_schema_exists(conn)
-        finally:
-            store.close()
+        with PgStore(cfg) as store:
+            targets = read_grant_targets(store.conn, name)
+            marked = loader_schema_exists(store.conn)
         print(f"-- {name}: database {targets.database!r} ({cfg.redacted()}), run by its owner")
         if not marked:
             print(f"-- not marked yet: run `cert-loader mark --stores {name}` first (it creates the schema cert_loader)")
@@ -195,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("load", help="load a district into CERT, all-or-nothing")
     common(p)
-    p.add_argument("--strategy", choices=STRATEGIES, default="insert")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY)
     p.add_argument("--strict", action="store_true", help="a missing or unlisted file is an error, not a warning")
-    p.add_argument("--atomic", choices=("auto", "required", "off"), default="auto",
+    p.add_argument("--atomic", choices=ATOMIC_MODES, default=ATOMIC_MODES[0],
                    help="two-phase commit across stores: auto (when every server allows it), required, off")
     p.add_argument("--bulk-fk", action="store_true",
                    help="table owners: drop the loaded tables' foreign keys for the load and re-add them (validated) "
@@ -209,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="pre-flight only: show what a load would do; nothing is written")
     common(p)
-    p.add_argument("--strategy", choices=STRATEGIES, default="insert")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY)
     p.add_argument("--strict", action="store_true")
     p.add_argument("--bulk-fk", action="store_true", help="also check that the role may take the FKs off (load --bulk-fk)")
     p.add_argument("--json", action="store_true")

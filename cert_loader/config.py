@@ -10,10 +10,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cert_loader.errors import ConfigError
 
-# The relational stores, in the order they are loaded, reported and committed (DESIGN.md section 1).
-PG_STORES: tuple[str, ...] = ("ids", "hcp1", "hcp2", "adb")
-GRAPH_STORE = "sp"
-ALL_STORES: tuple[str, ...] = PG_STORES + (GRAPH_STORE,)
+from cert_loader.constants import ALL_STORES, GRAPH_STORE, PG_STORES
 
 
 # libpq key=value conninfo: a password value is a bare word or a single-quoted string with \' escapes.

@@ -7,9 +7,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-from cert_loader.config import GRAPH_STORE, LoaderConfig
+from cert_loader.config import LoaderConfig
+from cert_loader.constants import ATOMIC_MODES, DEFAULT_STRATEGY, GRAPH_STORE
 from cert_loader.errors import CertLoaderError, ConfigError, InDoubtError, VerificationError
 from cert_loader.faults import checkpoint
 from cert_loader.inputs import DistrictPaths, check_district_name
@@ -17,39 +18,25 @@ from cert_loader.preflight import Preflight, run_preflight
 from cert_loader.report import LoadReport
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import get_strategy
-from cert_loader.strategies.base import StoreContext
+from cert_loader.store_context import StoreContext
 from cert_loader.bulk_fk import BulkFkPlan, plan_bulk_fk
 from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
-from cert_loader.store_load import LockedProgress, StoreJob, TableCounter, load_store, run_side_by_side
+from cert_loader.progress import LockedProgress, NoProgress, Progress, TableCounter
+from cert_loader.store_load import StoreJob, load_store, run_side_by_side
 
 log = logging.getLogger(__name__)
 
-ATOMIC_MODES = ("auto", "required", "off")
 # Stores (and the graph) load in parallel threads unless told otherwise. On 2 cores the seed's district
 # shape loaded its four PostgreSQL stores ~1.6x faster side by side; with the graph (the longest part,
 # competing for the same cores) it came out even (issue 6, `cert-loader bench`, README "Performance").
 PARALLEL_DEFAULT = True
 
 
-class Progress(Protocol):
-    def start(self, total_rows: int, total_tables: int) -> None: ...
-    def advance(self, rows: int) -> None: ...
-    def table_done(self, store: str, table: str) -> None: ...
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, total_rows: int, total_tables: int) -> None: ...
-    def advance(self, rows: int) -> None: ...
-    def table_done(self, store: str, table: str) -> None: ...
-    def close(self) -> None: ...
-
-
 @dataclass
 class LoadOptions:
-    strategy: str = "insert"
+    strategy: str = DEFAULT_STRATEGY
     strict: bool = False
-    atomic: str = "auto"  # auto: two-phase when every store supports it, else store after store
+    atomic: str = ATOMIC_MODES[0]  # constants.ATOMIC_MODES says what each means
     only: dict[str, set[str]] | None = None  # a subset of tables per store (Dagster selections)
     load_graph: bool = True
     progress: Progress = field(default_factory=NoProgress)
@@ -277,7 +264,8 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
     stores commit together through the same unit of work as a load.
     """
     from cert_loader.catalog import read_catalog
-    from cert_loader.plan import DISTRICT_COLUMN, StorePlan, TablePlan, _order_tables, LoadPlan
+    from cert_loader.plan import StorePlan, TablePlan, _order_tables, LoadPlan
+    from cert_loader.constants import DISTRICT_COLUMN
 
     check_district_name(district)
     run_id = new_run_id().replace("load-", "unload-")

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.errors import InputError
 
 # The one pattern for labels and relationship types: they are formatted into Cypher (DESIGN.md sections 6, 9).
@@ -28,7 +29,7 @@ _scan = json.scanner.make_scanner(json.JSONDecoder())
 
 NODE_COLUMNS = ("id", "labels", "district_id", "properties")
 REL_COLUMNS = ("start", "end", "type", "properties")
-STORE = "sp"
+STORE = GRAPH_STORE
 
 
 @dataclass

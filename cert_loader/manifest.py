@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from cert_loader.catalog import Catalog, Table
-from cert_loader.config import GRAPH_STORE, PG_STORES, LoaderConfig
+from cert_loader.config import LoaderConfig
+from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE, PG_STORES
 from cert_loader.errors import CatalogError, InputError
 
 FORMAT = "cert_loader/schema-manifest"
 VERSION = 1
 # The graph store has no catalog: its assets are fixed (DESIGN.md section 8).
 GRAPH_ASSETS = ("nodes", "relationships")
-# plan.DISTRICT_COLUMN, not imported: plan pulls in polars, and the code location must load fast (issue 3).
-DISTRICT_COLUMN = "district_id"
 SNAPSHOT_HINT = "run cert-loader snapshot (then reload the code location)"
 
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cert_loader.constants import DISTRICT_COLUMN, KEYED_STRATEGIES
 from cert_loader.catalog import Catalog, ForeignKey, Table
 from cert_loader.convert import ColumnConversion, plan_column
 from cert_loader.errors import CatalogError, CertLoaderError, InputError
 from cert_loader.inputs import DistrictPaths, ParquetSource
 
-DISTRICT_COLUMN = "district_id"
-STRATEGIES = ("insert", "upsert", "merge", "replace")
-# Strategies that match source rows to existing rows and so need a key.
-KEYED_STRATEGIES = ("upsert", "merge")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.preflight import Preflight
 
 # Conservative rates for the estimate: below binary COPY with FKs on this kind of machine (DESIGN.md
@@ -40,7 +41,7 @@ def plan_dict(pf: Preflight) -> dict[str, Any]:
         }
     graph = pf.graph_input
     if graph is not None:
-        stores["sp"] = {
+        stores[GRAPH_STORE] = {
             "database": pf.config.graph.redacted(),
             "nodes": graph.node_count,
             "relationships": graph.relationship_count,
@@ -73,7 +74,7 @@ def render_plan(pf: Preflight, *, as_json: bool = False) -> str:
     ]
     for name, st in data["stores"].items():
         lines.append("")
-        if name == "sp":
+        if name == GRAPH_STORE:
             lines.append(f"{name.upper()}  {st['database']}: {st['nodes']:,} nodes, {st['relationships']:,} relationships")
             lines += [f"    :{k} {v:,}" for k, v in st["labels"].items()]
             lines += [f"    -[:{k}]- {v:,}" for k, v in st["types"].items()]

@@ -8,48 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from cert_loader.catalog import read_catalog
-from cert_loader.config import GRAPH_STORE, LoaderConfig
+from cert_loader.config import LoaderConfig
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.errors import CatalogError, CertLoaderError, ConfigError, StoreError
 from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
-from cert_loader.plan import STRATEGIES, LoadPlan, plan_store
+from cert_loader.constants import STRATEGIES
+from cert_loader.plan import LoadPlan, plan_store
+from cert_loader.mark import StoreStatus, inspect_store, mark_problems
 from cert_loader.stores.postgres import PgStore, mapped_errors
 
 log = logging.getLogger(__name__)
-
-# The database setting that makes a database a CERT store (DESIGN.md section 4).
-MARK_SETTING = "cert_loader.environment"
-MARK_VALUE = "cert"
-
-
-def mark_statements(database: str) -> list[str]:
-    """What a database owner runs once to make a database a CERT store the loader may write to."""
-    from psycopg import sql  # local: only the statement text is needed here
-
-    ident = sql.Identifier(database).as_string(None)
-    return [
-        f"ALTER DATABASE {ident} SET {MARK_SETTING} = '{MARK_VALUE}';",
-        "CREATE SCHEMA IF NOT EXISTS cert_loader;",
-        "CREATE TABLE IF NOT EXISTS cert_loader.load_decision (run_id text PRIMARY KEY, district_id text NOT NULL, "
-        "stores text[] NOT NULL, decided_at timestamptz NOT NULL DEFAULT now());",
-    ]
-
-
-@dataclass
-class StoreStatus:
-    """What pre-flight learned about one PostgreSQL store."""
-
-    name: str
-    url: str
-    database: str = ""
-    marked: bool = False
-    loader_schema: bool = False
-    two_phase: bool = False
-    max_prepared: int = 0
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class Preflight:
@@ -139,45 +107,8 @@ def open_stores(pf: Preflight) -> None:
         store = PgStore(cfg)
         store.connect(autocommit=True)
         pf.pg[name] = store
-        pf.status[name] = _inspect(store)
-    _check_stores(pf)
-
-
-def _inspect(store: PgStore) -> StoreStatus:
-    with mapped_errors(store.name):
-        database, mark, schema, max_prepared = store.conn.execute(
-            "SELECT current_database(), current_setting(%s, true), "
-            "to_regclass('cert_loader.load_decision') IS NOT NULL, "
-            "current_setting('max_prepared_transactions')::int",
-            (MARK_SETTING,),
-        ).fetchone()
-    return StoreStatus(
-        name=store.name,
-        url=store.config.redacted(),
-        database=database,
-        marked=mark == MARK_VALUE,
-        loader_schema=schema,
-        two_phase=max_prepared > 0,
-        max_prepared=max_prepared,
-    )
-
-
-def _check_stores(pf: Preflight) -> None:
-    """Refuse any database not marked as a CERT store, naming the statement that marks it."""
-    for name, st in pf.status.items():
-        if not st.marked:
-            pf.plan.problems.append(StoreError(
-                f'database "{st.database}" ({st.url}) is not marked as a CERT store; nothing was written',
-                store=name,
-                hint="if it really is CERT, its owner (or a superuser) runs: " + " ".join(mark_statements(st.database)[:1])
-                + " (or `cert-loader mark --stores " + name + "`)",
-            ))
-        elif not st.loader_schema:
-            pf.plan.problems.append(StoreError(
-                f'database "{st.database}" lacks the loader\'s schema cert_loader (staging and commit decisions)',
-                store=name,
-                hint="its owner runs `cert-loader mark --stores " + name + "`",
-            ))
+        pf.status[name] = inspect_store(store)
+    pf.plan.problems.extend(mark_problems(pf.status))
 
 
 def _open_graph(pf: Preflight, order: dict | None) -> None:

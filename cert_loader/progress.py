@@ -1,9 +1,73 @@
-"""Progress on a terminal (a bar on stderr) and in logs (a line every few tables) for long loads."""
+"""Progress of a long load, in one place: the interface the engine reports to, the every-10-tables log line, the terminal bar."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def start(self, total_rows: int, total_tables: int) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def table_done(self, store: str, table: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total_rows: int, total_tables: int) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def table_done(self, store: str, table: str) -> None: ...
+    def close(self) -> None: ...
+
+
+# A log line every this many tables (the seed's promise, DESIGN.md section 3).
+LOG_EVERY_TABLES = 10
+
+
+class LockedProgress:
+    """A Progress shared by the stores' threads (and their COPY producer threads)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def start(self, total_rows: int, total_tables: int) -> None:
+        with self._lock:
+            self._inner.start(total_rows, total_tables)
+
+    def advance(self, rows: int) -> None:
+        with self._lock:
+            self._inner.advance(rows)
+
+    def table_done(self, store: str, table: str) -> None:
+        with self._lock:
+            self._inner.table_done(store, table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._inner.close()
+
+
+class TableCounter:
+    """Tables done across the stores, for the log line every LOG_EVERY_TABLES tables."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def one_more(self, store: str, table: str) -> None:
+        with self._lock:
+            self.done += 1
+            if self.done % LOG_EVERY_TABLES == 0:
+                log.info("loaded %d of %d tables (%s: %s)", self.done, self.total, store, table)
+
+
 
 
 class TerminalProgress:

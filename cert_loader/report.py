@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cert_loader.config import GRAPH_STORE
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.results import CheckResult, StoreResult
 
 

@@ -8,7 +8,6 @@ any of them, so the commit protocol is the same either way (issue 6).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,56 +17,14 @@ from cert_loader.bulk_fk import BulkFkPlan, drop_fks, restore_fks
 from cert_loader.errors import VerificationError
 from cert_loader.faults import checkpoint
 from cert_loader.plan import StorePlan, TablePlan
+from cert_loader.progress import TableCounter
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import Strategy
-from cert_loader.strategies.base import StoreContext
+from cert_loader.store_context import StoreContext
 from cert_loader.transaction import StoreTransaction
 from cert_loader.verify import verify_table
 
 log = logging.getLogger(__name__)
-
-# A log line every this many tables (the seed's promise, DESIGN.md section 3).
-LOG_EVERY_TABLES = 10
-
-
-class LockedProgress:
-    """A Progress shared by the stores' threads (and their COPY producer threads)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-
-    def start(self, total_rows: int, total_tables: int) -> None:
-        with self._lock:
-            self._inner.start(total_rows, total_tables)
-
-    def advance(self, rows: int) -> None:
-        with self._lock:
-            self._inner.advance(rows)
-
-    def table_done(self, store: str, table: str) -> None:
-        with self._lock:
-            self._inner.table_done(store, table)
-
-    def close(self) -> None:
-        with self._lock:
-            self._inner.close()
-
-
-class TableCounter:
-    """Tables done across the stores, for the log line every LOG_EVERY_TABLES tables."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self._lock = threading.Lock()
-
-    def one_more(self, store: str, table: str) -> None:
-        with self._lock:
-            self.done += 1
-            if self.done % LOG_EVERY_TABLES == 0:
-                log.info("loaded %d of %d tables (%s: %s)", self.done, self.total, store, table)
-
 
 @dataclass
 class StoreJob:

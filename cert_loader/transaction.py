@@ -17,7 +17,10 @@ from typing import Callable, Protocol
 
 import psycopg
 
+from psycopg import sql
+
 from cert_loader.config import PgStoreConfig
+from cert_loader.constants import DECISION_TABLE, LOADER_SCHEMA
 from cert_loader.errors import InDoubtError, StoreError
 from cert_loader.faults import checkpoint
 from cert_loader.stores.postgres import LOCK_PREFIX, PgStore, mapped_errors
@@ -29,8 +32,6 @@ log = logging.getLogger(__name__)
 GID_PREFIX = "cert_loader|"
 # PostgreSQL's limit on a gid (GIDSIZE) is 200 bytes.
 GID_MAX = 200
-
-DECISION_TABLE = "load_decision"
 
 
 def make_gid(run_id: str, store: str, district: str) -> str:
@@ -192,6 +193,11 @@ class UnitOfWork:
             tx.rollback()
 
 
+# The coordinator's decision rows of loads without the graph (created by `cert-loader mark`, mark.py).
+_DECISIONS = sql.Identifier(LOADER_SCHEMA, DECISION_TABLE)
+_DECISIONS_NAME = f"{LOADER_SCHEMA}.{DECISION_TABLE}"
+
+
 def _connect(config: PgStoreConfig) -> psycopg.Connection:
     store = PgStore(config, application="cert_loader-recovery")
     return store.connect(autocommit=True)
@@ -199,17 +205,17 @@ def _connect(config: PgStoreConfig) -> psycopg.Connection:
 
 def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: list[str]) -> None:
     """Commit the decision row for a load without the graph store (its own one-phase transaction)."""
-    with _connect(config) as conn, mapped_errors(config.name, f"cert_loader.{DECISION_TABLE}"):
+    with _connect(config) as conn, mapped_errors(config.name, _DECISIONS_NAME):
         conn.execute(
-            "INSERT INTO cert_loader.load_decision (run_id, district_id, stores) VALUES (%s, %s, %s)",
+            sql.SQL("INSERT INTO {} (run_id, district_id, stores) VALUES (%s, %s, %s)").format(_DECISIONS),
             (run_id, district, stores),
         )
 
 
 def decision_recorded(configs: list[PgStoreConfig], run_id: str) -> bool:
     for config in configs:
-        with _connect(config) as conn, mapped_errors(config.name, f"cert_loader.{DECISION_TABLE}"):
-            if conn.execute("SELECT 1 FROM cert_loader.load_decision WHERE run_id = %s", (run_id,)).fetchone():
+        with _connect(config) as conn, mapped_errors(config.name, _DECISIONS_NAME):
+            if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE run_id = %s").format(_DECISIONS), (run_id,)).fetchone():
                 return True
     return False
 
@@ -258,7 +264,7 @@ def recover(
             rows = conn.execute(
                 "SELECT gid, owner, owner = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
                 "FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s",
-                (GID_PREFIX.replace("|", "|") + "%",),
+                (GID_PREFIX + "%",),
             ).fetchall()
             for gid, owner, may_finish in rows:
                 parsed = parse_gid(gid)

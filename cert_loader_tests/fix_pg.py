@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cert_loader.config import PG_STORES, redact_url
+from cert_loader.config import redact_url
+from cert_loader.constants import PG_STORES
 from cert_loader.bench.workload import create_database
 
 ADMIN_URL = os.environ.get("CERT_TEST_PG_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")

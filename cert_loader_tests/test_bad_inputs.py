@@ -163,7 +163,7 @@ def test_fk_orphan_non_deferrable(pg_config, baseline, data_root):
 @pytest.mark.parametrize("seq_scan_rows", [None, 1], ids=["index", "seq-scan-verify"])
 def test_fk_orphan_deferrable_caught_by_verification(pg_config, baseline, data_root, seq_scan_rows, monkeypatch):
     if seq_scan_rows:  # verified by a sequential scan (as a large district that is most of its table is)
-        monkeypatch.setattr("cert_loader.verify.SEQ_SCAN_ROWS", seq_scan_rows)
+        monkeypatch.setattr("cert_loader.verify.tables.SEQ_SCAN_ROWS", seq_scan_rows)
     district, unchanged = baseline
     rewrite(data_root, district, "ids", "school",
             lambda t: set_value(t, "principal_staff_id", 0, 999_999))

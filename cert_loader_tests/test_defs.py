@@ -256,9 +256,3 @@ class _Log:
     def warning(self, message: str) -> None:
         raise AssertionError(message)
 
-
-def test_manifest_district_column_is_the_planners() -> None:
-    from cert_loader.manifest import DISTRICT_COLUMN
-    from cert_loader.plan import DISTRICT_COLUMN as PLAN_COLUMN
-
-    assert DISTRICT_COLUMN == PLAN_COLUMN

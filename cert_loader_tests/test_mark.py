@@ -12,7 +12,7 @@ from psycopg import sql
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.engine import load_district
-from cert_loader.preflight import MARK_SETTING
+from cert_loader.mark import MARK_SETTING
 from cert_loader.sample import apply_schema
 from cert_loader_tests.fix_district import district_rows
 

@@ -15,7 +15,7 @@ import pytest
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.engine import LoadOptions, load_district
-from cert_loader.preflight import mark_statements
+from cert_loader.mark import mark_statements
 from cert_loader.sample import apply_schema
 from cert_loader_tests.fix_district import district_rows
 from cert_loader_tests.fix_pg import RUN_ID

@@ -76,7 +76,7 @@ def database_url(admin_url: str, name: str) -> str:
 
 def create_database(admin_url: str, name: str, ddl: str | None = CHILD_DDL, *, mark: bool = True) -> str:
     """A fresh database ``name`` (marked as a CERT store, with ``ddl``); returns its URL."""
-    from cert_loader.preflight import mark_statements
+    from cert_loader.mark import mark_statements
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

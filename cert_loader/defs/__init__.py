@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cert_loader.config import GRAPH_STORE, PG_STORES
+from cert_loader.constants import GRAPH_STORE, PG_STORES
 from cert_loader.manifest import Manifest, read_manifest
 
 log = logging.getLogger(__name__)

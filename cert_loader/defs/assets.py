@@ -8,7 +8,7 @@ from typing import Iterator
 import dagster as dg
 from pydantic import Field
 
-from cert_loader.config import GRAPH_STORE
+from cert_loader.constants import ATOMIC_MODES, GRAPH_STORE, STRATEGIES
 from cert_loader.defs.checks import build_check_specs, to_check_results
 from cert_loader.defs.partitions import districts
 from cert_loader.defs.resources import DATA_KEY, loader_config, resource_key
@@ -18,25 +18,17 @@ from cert_loader.manifest import GRAPH_ASSETS
 ASSET_NAME = "cert_district_load"
 
 
-class Strategy(enum.Enum):
-    insert = "insert"
-    upsert = "upsert"
-    merge = "merge"
-    replace = "replace"
-
-
-class Atomic(enum.Enum):
-    auto = "auto"
-    required = "required"
-    off = "off"
+# The launchpad's choices, from the one list of each (constants.py).
+Strategy = enum.Enum("Strategy", {name: name for name in STRATEGIES})
+Atomic = enum.Enum("Atomic", {name: name for name in ATOMIC_MODES})
 
 
 class LoadConfig(dg.Config):
     """Run config shown in the launchpad (DESIGN.md section 6)."""
 
-    strategy: Strategy = Field(default=Strategy.insert, description="insert (default), upsert, merge or replace")
+    strategy: Strategy = Field(default=Strategy[STRATEGIES[0]], description="insert (default), upsert, merge or replace")
     strict: bool = Field(default=False, description="a missing or unlisted file is an error, not a warning")
-    atomic: Atomic = Field(default=Atomic.auto, description="two-phase commit: auto (when every server allows it), required, off")
+    atomic: Atomic = Field(default=Atomic[ATOMIC_MODES[0]], description="two-phase commit: auto (when every server allows it), required, off")
     bulk_fk: bool = Field(default=False, description="table owners: drop the loaded tables' FKs for the load and re-add them "
                           "(validated) in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
 

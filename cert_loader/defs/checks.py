@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from cert_loader.config import GRAPH_STORE
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.results import CheckResult
 
 # What each check proves; the engine computes them inside the store's transaction (DESIGN.md section 7).

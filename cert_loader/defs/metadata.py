@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cert_loader.config import GRAPH_STORE
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.defs.translator import CertAssets
 from cert_loader.report import LoadReport
 from cert_loader.results import TableResult

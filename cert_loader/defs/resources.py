@@ -8,7 +8,8 @@ from typing import Mapping
 
 import dagster as dg
 
-from cert_loader.config import GRAPH_STORE, PG_STORES, GraphConfig, LoaderConfig, PgStoreConfig
+from cert_loader.config import GraphConfig, LoaderConfig, PgStoreConfig
+from cert_loader.constants import GRAPH_STORE, PG_STORES
 
 
 class PostgresStoreResource(dg.ConfigurableResource):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cert_loader.catalog import Table
-from cert_loader.config import GRAPH_STORE
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.manifest import Manifest, StoreManifest
 
 KEY_PREFIX = "cert"

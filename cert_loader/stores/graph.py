@@ -13,6 +13,7 @@ import neo4j
 from neo4j.exceptions import DriverError, IncompleteCommit, Neo4jError, ServiceUnavailable, SessionExpired
 from neo4j.exceptions import TransientError
 
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.config import GraphConfig
 from cert_loader.errors import InDoubtError, StoreError
 from cert_loader.graph_input import MARKER_LABEL, GraphInput
@@ -20,7 +21,7 @@ from cert_loader.results import CheckResult, TableResult
 from cert_loader.stores.graph_strategies import STRATEGIES, GraphLoader, quoted, run_strategy
 
 log = logging.getLogger(__name__)
-STORE = "sp"
+STORE = GRAPH_STORE
 EXAMPLES = 5
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 # A run marker must not look like district data: no id, no district_id (DESIGN.md section 2).

@@ -8,12 +8,12 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from cert_loader.constants import GRAPH_STORE, STRATEGIES
 from cert_loader.errors import StoreError
 from cert_loader.graph_input import IDENTIFIER_RE, MARKER_LABEL, GraphInput
 from cert_loader.results import TableResult
 
-STORE = "sp"
-STRATEGIES = ("insert", "upsert", "merge", "replace")
+STORE = GRAPH_STORE
 # Rows per UNWIND statement: big enough to amortise a round trip, small enough for the server's per-statement memory.
 BATCH = 10_000
 # Nodes per `WITH n LIMIT k DETACH DELETE n` statement (DESIGN.md section 9).

@@ -106,6 +106,15 @@ class PgStore:
                 self.conn.close()
         self.conn = None
 
+    def __enter__(self) -> "PgStore":
+        """An autocommit connection for the block (guards, recovery, `mark`), closed however the block ends."""
+        if self.conn is None:
+            self.connect(autocommit=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def lock_district(self, district: str) -> None:
         """Take the district's advisory lock for this session, or fail fast if another load holds it."""
         with mapped_errors(self.name):

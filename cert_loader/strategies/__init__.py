@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from cert_loader.strategies.base import Strategy, StoreContext
+from cert_loader.strategies.base import Strategy
 from cert_loader.strategies.insert import InsertStrategy
 from cert_loader.strategies.merge import MergeStrategy
 from cert_loader.strategies.replace import ReplaceStrategy
 from cert_loader.strategies.upsert import UpsertStrategy
 
 STRATEGY_CLASSES: dict[str, type[Strategy]] = {
-    "insert": InsertStrategy,
-    "upsert": UpsertStrategy,
-    "merge": MergeStrategy,
-    "replace": ReplaceStrategy,
+    cls.name: cls for cls in (InsertStrategy, UpsertStrategy, MergeStrategy, ReplaceStrategy)
 }
 
 
@@ -20,4 +17,4 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGY_CLASSES[name]()
 
 
-__all__ = ["STRATEGY_CLASSES", "Strategy", "StoreContext", "get_strategy"]
+__all__ = ["STRATEGY_CLASSES", "Strategy", "get_strategy"]

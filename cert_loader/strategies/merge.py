@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from cert_loader.plan import DISTRICT_COLUMN, TablePlan
-from cert_loader.strategies.base import StoreContext, key_join
+from cert_loader.plan import TablePlan
+from cert_loader.constants import DISTRICT_COLUMN
+from cert_loader.store_context import StoreContext, key_join
 from cert_loader.strategies.upsert import UpsertStrategy
 
 

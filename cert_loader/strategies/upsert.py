@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from cert_loader.plan import TablePlan
 from cert_loader.results import TableResult
-from cert_loader.strategies.base import StoreContext, Strategy, upsert_from_stage
+from cert_loader.strategies.base import Strategy, upsert_from_stage
+from cert_loader.store_context import StoreContext
 
 
 class UpsertStrategy(Strategy):

@@ -1,15 +1,18 @@
-"""Prove what landed equals what was given — row counts and FK integrity — inside the store's open transaction (DESIGN.md section 7)."""
+"""A relational table's checks — row count and FK integrity — inside the store's open transaction (DESIGN.md section 7)."""
 
 from __future__ import annotations
 
 from psycopg import sql
 
 from cert_loader.catalog import ForeignKey
-from cert_loader.plan import DISTRICT_COLUMN, TablePlan
+from cert_loader.plan import TablePlan
+from cert_loader.constants import DISTRICT_COLUMN
 from cert_loader.results import CheckResult
-from cert_loader.strategies.base import StoreContext, Strategy, key_join
+from cert_loader.strategies.base import Strategy
+from cert_loader.store_context import StoreContext, key_join
 
-EXAMPLES = 5
+from cert_loader.verify.examples import EXAMPLES
+
 # A district of at least this many rows that makes up most of its table is verified by a sequential scan
 # (parallel where the server allows it), not through the district index: see _scan_settings.
 SEQ_SCAN_ROWS = 200_000
@@ -85,14 +88,6 @@ def _keys_present(ctx: StoreContext, tp: TablePlan) -> CheckResult:
         detail=f"{n_missing} source key(s) missing after upsert" if missing else "every source key present",
         examples=[list(map(str, m)) for m in missing],
     )
-
-
-def check_foreign_keys(ctx: StoreContext, tp: TablePlan) -> CheckResult:
-    """No district row points to a missing parent, for every FK of the table (composite keys too).
-
-    MATCH SIMPLE, as PostgreSQL enforces it: a row with any NULL in the FK columns references nothing.
-    """
-    return _fk_result(ctx, tp, _scan(ctx, tp, count=False)[1])
 
 
 def _count_result(ctx: StoreContext, tp: TablePlan, expected: int, actual: int) -> CheckResult:

@@ -1,0 +1,10 @@
+"""Verification inside the open transactions (DESIGN.md section 7): prove what landed equals what was given.
+
+``tables`` checks one relational table (count, FK integrity); ``graph`` checks the district's
+subgraph (nodes per label, relationships per type, nothing dangling).
+"""
+
+from cert_loader.verify.examples import EXAMPLES
+from cert_loader.verify.tables import verify_table
+
+__all__ = ["EXAMPLES", "verify_table"]
