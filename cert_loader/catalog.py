@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from cert_loader.errors import CatalogError
+from cert_loader.stores.postgres import mapped_errors
 
 # Schemas that never hold CERT tables: the system ones and the loader's own bookkeeping schema.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "cert_loader")
@@ -138,9 +139,6 @@ class Catalog:
             hint="create it, or fix its name in extraction-order.json",
         )
 
-    def parent_of(self, fk: ForeignKey) -> Table | None:
-        return self.tables.get(fk.ref_key)
-
 
 _COLUMNS = """
 SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner), a.attname,
@@ -189,11 +187,14 @@ ORDER BY n.nspname, c.relname, con.conname
 
 
 def read_catalog(conn: psycopg.Connection, store: str) -> Catalog:
-    """Read every user table of the connected database in three queries (not one per table)."""
+    """Read every user table of the connected database in five queries (not one per table).
+
+    A driver error is a StoreError naming the store, like every other statement's (stores/postgres.py).
+    """
     params = {"system": list(SYSTEM_SCHEMAS)}
     cols: dict[tuple[str, str], list[Column]] = {}
     owners: dict[tuple[str, str], str] = {}
-    with conn.cursor() as cur:
+    with mapped_errors(store), conn.cursor() as cur:
         for schema, rel, owner, *rest in cur.execute(_COLUMNS, params):
             qual = (schema, rel)
             owners[qual] = owner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 from cert_loader.config import LoaderConfig
-from cert_loader.constants import ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, GRAPH_STORE, PG_STORES, STRATEGIES
+from cert_loader.constants import ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, PG_STORES, STRATEGIES
 from cert_loader.errors import CertLoaderError
 
 log = logging.getLogger("cert_loader")
@@ -34,11 +35,28 @@ def cmd_load(args) -> int:
     config = _config(args)
     options = LoadOptions(strategy=args.strategy, strict=args.strict, atomic=args.atomic, progress=TerminalProgress(),
                           bulk_fk=args.bulk_fk, **({} if args.parallel is None else {"parallel": args.parallel}))
-    report = load_district(config, args.district, options)
+    try:
+        report = load_district(config, args.district, options)
+    except KeyboardInterrupt:  # the engine rolled back (or, after the decision, completed) and wrote the report
+        from cert_loader.inputs import DistrictPaths
+
+        print(f"interrupted: see the load report {DistrictPaths(config.data_root, args.district).report_file}",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str))
     else:
         print(render_summary(report))
+    report_to_dagster = bool(os.environ.get("DAGSTER_HOME")) if args.report_to_dagster is None else args.report_to_dagster
+    if report_to_dagster and report.status == "SUCCESS":
+        from cert_loader.defs.cli_report import manifest_path, report_cli_load
+
+        # stderr, so --json output stays one JSON document; the load is committed whatever this says
+        outcome = report_cli_load(report, manifest_path(os.environ, config.data_root))
+        if outcome.reported:
+            print(outcome.message, file=sys.stderr)
+        else:
+            log.warning(outcome.message)
     return 0 if report.status == "SUCCESS" else 1
 
 
@@ -73,12 +91,8 @@ def cmd_recover(args) -> int:
 
     config = _config(args)
     require_marked(dict(config.pg))  # the wrong-target guard: touch nothing unless every store is CERT
-    graph = GraphStore(config.graph) if config.graph is not None else None
-    try:
-        items = recover(dict(config.pg), graph.decision if graph else None)
-    finally:
-        if graph:
-            graph.close()
+    with GraphStore(config.graph) if config.graph is not None else contextlib.nullcontext() as graph:
+        items = recover(dict(config.pg), graph.decision if graph is not None else None)
     if not items:
         print("nothing in doubt")
     for item in items:
@@ -199,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
                    help="load the stores (and the graph) side by side in threads (default: see README)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
+    p.add_argument("--report-to-dagster", action=argparse.BooleanOptionalAction, default=None,
+                   help="after a committed load, report its materializations and check results to the Dagster "
+                        "instance at $DAGSTER_HOME (default: when DAGSTER_HOME is set)")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("plan", help="pre-flight only: show what a load would do; nothing is written")

@@ -108,13 +108,6 @@ class LoaderConfig:
     pg: Mapping[str, PgStoreConfig]
     graph: GraphConfig | None = None
 
-    @property
-    def store_names(self) -> tuple[str, ...]:
-        names = [s for s in PG_STORES if s in self.pg]
-        if self.graph is not None:
-            names.append(GRAPH_STORE)
-        return tuple(names)
-
     def redacted(self) -> dict[str, str]:
         out = {name: cfg.redacted() for name, cfg in self.pg.items()}
         if self.graph is not None:

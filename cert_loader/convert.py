@@ -112,7 +112,6 @@ class BatchConverter:
         self.store = store
         self.table = table
         self.conversions = conversions
-        self._encoder: ArrowToPostgresBinaryEncoder | None = None
 
     def _fail(self, conv: ColumnConversion, row: int, value: object, why: str) -> InputError:
         return InputError(

@@ -7,20 +7,20 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cert_loader.config import LoaderConfig
 from cert_loader.constants import ATOMIC_MODES, DEFAULT_STRATEGY, GRAPH_STORE
 from cert_loader.errors import CertLoaderError, ConfigError, InDoubtError, VerificationError
-from cert_loader.faults import checkpoint
+from cert_loader.faults import checkpoint, release_pauses
 from cert_loader.inputs import DistrictPaths, check_district_name
 from cert_loader.preflight import Preflight, run_preflight
-from cert_loader.report import LoadReport
+from cert_loader.report import LoadReport, graph_totals
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import get_strategy
 from cert_loader.store_context import StoreContext
 from cert_loader.bulk_fk import BulkFkPlan, plan_bulk_fk
 from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
+from cert_loader.verify import verify_graph
 from cert_loader.progress import LockedProgress, NoProgress, Progress, TableCounter
 from cert_loader.store_load import StoreJob, load_store, run_side_by_side
 
@@ -58,6 +58,7 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
     paths = DistrictPaths(config.data_root, district)
     pf: Preflight | None = None
     uow: UnitOfWork | None = None
+    stopped: BaseException | None = None
     try:
         check_district_name(district)
         if options.atomic not in ATOMIC_MODES:
@@ -78,15 +79,52 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
     except Exception as exc:  # an unexpected bug still rolls everything back and is reported
         log.exception("unexpected error during the load of %s", district)
         _fail(report, uow, CertLoaderError(f"unexpected error: {type(exc).__name__}: {exc}", district=district))
+    except BaseException as exc:  # a stop request: Dagster's run termination, Ctrl-C (interrupts.py)
+        stopped = exc
+        _record_stop(report, uow, exc)
     finally:
         options.progress.close()
         if pf is not None:
-            pf.close()
+            pf.close()  # closing the sessions frees the district's advisory locks
     try:
         report.write(paths.report_file)
     except OSError as exc:
         log.error("could not write the load report %s: %s", paths.report_file, exc)
+    if stopped is not None:
+        raise stopped  # the caller (Dagster, the CLI) ends the run as stopped, with the report written
     return report
+
+
+def _stop_cause(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "Ctrl-C"
+    if isinstance(exc, SystemExit):
+        return "exit requested"
+    return f"run terminated: {type(exc).__name__}"  # Dagster's DagsterExecutionInterruptedError
+
+
+def _record_stop(report: LoadReport, uow: UnitOfWork | None, exc: BaseException) -> None:
+    """Report a load ended by a stop request: rolled back, unless the stop came after the commit had completed it."""
+    cause = _stop_cause(exc)
+    # ``uow`` is set only once _run_transactions returned, i.e. after the commit.
+    committed = uow is not None or (bool(report.stores) and all(
+        sr.transaction in ("COMMITTED", "PREPARED-then-COMMITTED") for sr in report.stores.values()))
+    if committed:
+        report.notes.append(f"load stopped ({cause}) after its commit: every store holds the district's new rows")
+        for sr in report.stores.values():
+            sr.status = "SUCCESS"
+        report.finish("SUCCESS")
+        log.warning("load of district %s stopped (%s) after its commit: it completed", report.district, cause)
+        return
+    in_doubt = any(sr.transaction == "IN_DOUBT" for sr in report.stores.values())
+    if in_doubt:
+        outcome = "prepared transactions left in doubt: `cert-loader recover` (or the next load) rolls them back"
+    elif any(sr.transaction not in ("NOT_STARTED", "") for sr in report.stores.values()):
+        outcome = "every store rolled back"
+    else:
+        outcome = "nothing was written"
+    _fail(report, None, CertLoaderError(f"load interrupted ({cause}); {outcome}", district=report.district,
+                                        details={"interrupted": cause}))
 
 
 def _recover_before_load(pf: Preflight, report: LoadReport) -> None:
@@ -169,7 +207,7 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
     tasks = [store_task(job) for job in jobs] + ([graph_task] if load_graph else [])
     try:
         # Every store loads and verifies (side by side when parallel) before any is prepared (section 5).
-        run_side_by_side(tasks, options.parallel)
+        run_side_by_side(tasks, options.parallel, on_stop=lambda: _cancel_statements(txs))
         uow.commit()
     except BaseException:
         uow.rollback()
@@ -188,27 +226,20 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
     try:
         checkpoint("graph-begun")
         sr.tables = graph_tx.load(pf.graph_input, options.strategy)
-        checks = graph_tx.verify(pf.graph_input)
+        checks = verify_graph(graph_tx.cypher, pf.graph_input, options.strategy)
     except BaseException:
         graph_tx.rollback()
         raise
     # Each check goes to its label's/type's result; a check on a label the source lacks (merge or
     # replace found leftovers) gets a result of its own so the report shows it.
-    by_table = {t.table: t for t in sr.tables}
+    by_table = {t.graph: t for t in sr.tables}
     for c in checks:
-        if c.table not in by_table:
-            by_table[c.table] = TableResult(GRAPH_STORE, c.table, 0)
-            sr.tables.append(by_table[c.table])
-        if not any(c is have for have in by_table[c.table].checks):
-            by_table[c.table].checks.append(c)
-    nodes = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("nodes:")}
-    rels = {t.table.split(":", 1)[1]: t.records_loaded for t in sr.tables if t.table.startswith("relationships:")}
-    report.graph = {
-        "nodes_loaded": sum(nodes.values()),
-        "relationships_loaded": sum(rels.values()),
-        "nodes_by_label": nodes,
-        "relationships_by_type": rels,
-    }
+        if c.graph not in by_table:
+            by_table[c.graph] = TableResult.of_graph(c.graph, 0)
+            sr.tables.append(by_table[c.graph])
+        if not any(c is have for have in by_table[c.graph].checks):
+            by_table[c.graph].checks.append(c)
+    report.graph = graph_totals(sr.tables)
     sr.duration_s = time.monotonic() - started
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -219,6 +250,14 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
             store=GRAPH_STORE, table=failed[0].table, district=pf.plan.district, checks=failed,
         )
     return graph_tx
+
+
+def _cancel_statements(txs: dict[str, StoreTransaction]) -> None:
+    """A stop request: cancel what each store's connection is running, so its thread ends soon."""
+    release_pauses()
+    for tx in txs.values():
+        if tx.state == "ACTIVE":
+            tx.pg.conn.cancel_safe(timeout=5)
 
 
 def _record_outcomes(report: LoadReport, uow: UnitOfWork, load_graph: bool) -> None:
@@ -264,16 +303,14 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
     stores commit together through the same unit of work as a load.
     """
     from cert_loader.catalog import read_catalog
-    from cert_loader.plan import StorePlan, TablePlan, _order_tables, LoadPlan
-    from cert_loader.constants import DISTRICT_COLUMN
+    from cert_loader.plan import LoadPlan, plan_unload
+    from cert_loader.preflight import open_stores
 
     check_district_name(district)
     run_id = new_run_id().replace("load-", "unload-")
     pf = Preflight(config, DistrictPaths(config.data_root, district), LoadPlan(district, "replace"))
     deleted: dict[str, dict[str, int]] = {}
     try:
-        from cert_loader.preflight import open_stores
-
         open_stores(pf)
         pf.plan.raise_for_problems()
         for store in pf.pg.values():
@@ -284,12 +321,7 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
         uow = UnitOfWork(district, run_id, txs, None, first, atomic)
         try:
             for name, tx in txs.items():
-                catalog = read_catalog(tx.pg.conn, name)
-                sp = StorePlan(name, catalog, order_source="catalog")
-                sp.tables = [
-                    TablePlan(name, t.qualname, t) for t in catalog.tables.values() if t.column(DISTRICT_COLUMN)
-                ]
-                _order_tables(sp, pf.plan, given=False)
+                sp = plan_unload(name, read_catalog(tx.pg.conn, name), pf.plan)
                 tx.begin()
                 ctx = StoreContext(tx.pg, sp, district, run_id[-6:])
                 deleted[name] = {tp.table.qualname: ctx.delete_district(tp) for tp in reversed(sp.tables)}
@@ -300,11 +332,8 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
         if config.graph is not None:
             from cert_loader.stores.graph import GraphStore
 
-            graph = GraphStore(config.graph)
-            try:
+            with GraphStore(config.graph) as graph:
                 deleted[GRAPH_STORE] = {"nodes": graph.unload(district)}
-            finally:
-                graph.close()
     finally:
         pf.close()
     return deleted

@@ -63,11 +63,15 @@ class StoreError(CertLoaderError):
     """A store (database) refused a statement or could not be reached.
 
     ``transient`` tells whether retrying the whole load may succeed (a lost connection, a
-    serialization failure) as opposed to bad data or a missing grant.
+    serialization failure) as opposed to bad data or a missing grant. ``driver_error`` is the driver's
+    own exception (also the ``__cause__``): match SQLSTATEs through its class, e.g.
+    ``isinstance(exc.driver_error, psycopg.errors.UniqueViolation)``, never through message text.
     """
 
-    def __init__(self, message: str, *, transient: bool = False, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, transient: bool = False, driver_error: BaseException | None = None,
+                 **kwargs: Any) -> None:
         self.transient = transient
+        self.driver_error = driver_error
         super().__init__(message, **kwargs)
 
 

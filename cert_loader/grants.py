@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors as pgerr
 from psycopg import sql
 
 from cert_loader.catalog import Catalog, read_catalog
-from cert_loader.config import PgStoreConfig
 from cert_loader.constants import DECISION_TABLE, DISTRICT_COLUMN, LOADER_SCHEMA
-from cert_loader.errors import StoreError
-from cert_loader.stores.postgres import PgStore, mapped_errors, store_error
+from cert_loader.stores.postgres import mapped_errors
 
 # What a load does to a CERT table: read (counts, FK checks, staging), COPY/INSERT, upsert/merge, delete.
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"

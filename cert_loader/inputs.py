@@ -68,17 +68,31 @@ class ValidationGate:
     warnings: list[Any] = field(default_factory=list)
 
 
+# A district id is part of each transaction id of its load (transaction.make_gid), which PostgreSQL
+# limits to 200 bytes: the prefix takes 12, the run id up to 40 (ours are 29, a Dagster run id 36), the
+# store name 4 and the separators 2, which leaves 142; refused here, before any store is touched.
+DISTRICT_ID_MAX_BYTES = 128
+
+
 def check_district_name(district: str) -> None:
-    """A district id becomes a directory name and a lock key: refuse anything path-like."""
+    """A district id becomes a directory name, a lock key and part of each transaction id: refuse what cannot be."""
     if not district or district in (".", "..") or "/" in district or "\\" in district or "\x00" in district:
         raise InputError(
             f"district id {district!r} is not a plain name",
             hint="use the directory name under data/anonymized/",
         )
+    size = len(district.encode("utf-8"))
+    if size > DISTRICT_ID_MAX_BYTES:
+        raise InputError(
+            f"district id {district[:40]!r}{'…' if len(district) > 40 else ''} is {size} bytes long; a load's transaction ids have room for "
+            f"{DISTRICT_ID_MAX_BYTES} (PostgreSQL allows 200 bytes per prepared transaction); nothing was loaded",
+            district=district,
+            hint=f"use a district id of at most {DISTRICT_ID_MAX_BYTES} bytes (the directory under data/anonymized/)",
+        )
 
 
 def read_validation_gate(paths: DistrictPaths) -> ValidationGate:
-    """Refuse a district whose validation failed, before anything is touched (DESIGN.md section 2)."""
+    """Refuse a district whose validation failed or is not proven clean, before anything is touched (section 2)."""
     path = paths.validation_report
     if not path.is_file():
         raise InputError(
@@ -87,46 +101,75 @@ def read_validation_gate(paths: DistrictPaths) -> ValidationGate:
             hint="run the upstream validator for this district first",
         )
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"validation report {path} is not readable JSON ({exc})", district=paths.district
-        ) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"validation report {path} is not readable JSON ({exc})", district=paths.district) from exc
+    return validation_gate(parse_validation_report(data, path, paths.district), path, paths.district)
+
+
+def parse_validation_report(data: bytes, path: Path, district: str) -> Any:
+    """The report's JSON value; an InputError while it is not (yet) complete JSON (the sensor retries those)."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"validation report {path} is not readable JSON ({exc})", district=district) from exc
+
+
+def validation_gate(report: Any, path: Path, district: str) -> ValidationGate:
+    """The one validation gate (the load's pre-flight and the sensor): it fails closed.
+
+    Loading goes on only when the report names this district and proves zero errors: an integer
+    ``summary.total_errors`` of 0 and a passing ``overall_status``. Anything missing is refused, named.
+    """
+    def refused(what: str) -> InputError:
+        hint = ("re-run the upstream validator for this district: a load needs a report that names the district "
+                "and proves zero errors")
+        return InputError(f"validation report {path} {what}; nothing was loaded", district=district, hint=hint)
+
     if not isinstance(report, dict):
-        raise InputError(f"validation report {path} is not a JSON object", district=paths.district)
+        raise refused("is not a JSON object")
     reported = report.get("district_id")
-    if reported is not None and reported != paths.district:
+    if reported is None:
+        raise refused(f"has no district_id (expected {district!r}), so it does not show which district it validated")
+    if reported != district:
         raise InputError(
-            f"validation report {path} is for district {reported!r}, not {paths.district!r}",
-            district=paths.district,
+            f"validation report {path} is for district {reported!r}, not {district!r}",
+            district=district,
             hint="the report and the data directory must belong to the same district",
         )
-    status = report.get("overall_status")
-    summary = report.get("summary") or {}
-    errors = summary.get("total_errors", 0)
+    summary = report.get("summary")
+    if not isinstance(summary, dict):
+        raise refused("has no summary, so it does not prove zero errors" if summary is None
+                      else f"has summary {json.dumps(summary)[:80]}, expected an object with total_errors")
+    errors = summary.get("total_errors")
+    if not _is_int(errors):
+        raise refused("has no summary.total_errors, so it does not prove zero errors" if errors is None
+                      else f"has summary.total_errors {errors!r}, expected an integer")
     warnings_n = summary.get("total_warnings", 0)
-    if not isinstance(errors, int) or not isinstance(warnings_n, int):
-        raise InputError(
-            f"validation report {path}: summary.total_errors/total_warnings must be integers",
-            district=paths.district,
-        )
+    if not _is_int(warnings_n):
+        raise refused(f"has summary.total_warnings {warnings_n!r}, expected an integer")
+    status = report.get("overall_status")
     if status not in PASSING_STATUSES + ("FAILED",):
         raise InputError(
             f"validation report {path}: overall_status is {status!r}, expected one of "
             "PASSED, PASSED_WITH_WARNINGS, FAILED",
-            district=paths.district,
+            district=district,
         )
     if status == "FAILED" or errors > 0:
         raise InputError(
-            f"validation of district {paths.district} did not pass "
+            f"validation of district {district} did not pass "
             f"(overall_status {status}, {errors} error(s)); nothing was loaded",
-            district=paths.district,
+            district=district,
             hint="fix the data upstream and re-run the validator",
         )
     warnings = report.get("warnings") or []
     if not isinstance(warnings, list):
         warnings = [warnings]
     return ValidationGate(status, errors, warnings_n, warnings)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no count
 
 
 def read_extraction_order(paths: DistrictPaths) -> dict[str, list[str]] | None:

@@ -62,17 +62,12 @@ class Manifest:
 def snapshot(config: LoaderConfig) -> Manifest:
     """Read the live catalog of every configured store (nothing is written to the stores)."""
     from cert_loader.catalog import read_catalog
-    from cert_loader.stores.postgres import PgStore, mapped_errors
+    from cert_loader.stores.postgres import PgStore
 
     manifest = Manifest(written_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     for name, cfg in config.pg.items():
-        store = PgStore(cfg)
-        try:
-            store.connect(autocommit=True)
-            with mapped_errors(name):
-                catalog = read_catalog(store.conn, name)
-        finally:
-            store.close()
+        with PgStore(cfg) as store:
+            catalog = read_catalog(store.conn, name)
         manifest.stores[name] = StoreManifest(
             name, catalog.database, catalog.search_path, sorted(catalog.tables.values(), key=lambda t: t.key_id)
         )

@@ -108,20 +108,24 @@ def mark_store(store: PgStore) -> str:
         try:
             conn.execute(statement)
         except pgerr.InsufficientPrivilege as exc:
+            setting = statement == statements[0]  # ALTER DATABASE … SET
             raise store_error(store.name, exc, hint=_mark_hint(store.name, database, user, owner, superuser,
-                                                               exc, statements)) from exc
+                                                               setting, statements)) from exc
         except psycopg.Error as exc:
             raise store_error(store.name, exc) from exc
     return database
 
 
-def _mark_hint(store: str, database: str, user: str, owner: str, superuser: bool, exc: psycopg.Error,
+def _mark_hint(store: str, database: str, user: str, owner: str, superuser: bool, setting: bool,
                statements: list[str]) -> str:
     if user != owner and not superuser:
         return (f"marking needs the database owner: role {user!r} is not the owner of database {database!r} "
                 f"(its owner is {owner!r}); ask the owner or a superuser to run `cert-loader mark --stores "
                 f"{store}` with their own URL, or to run: {' '.join(statements)}")
-    if "set parameter" in str(exc):
+    # "must be owner", "permission denied to set parameter" and a refused CREATE SCHEMA share one SQLSTATE
+    # (42501, InsufficientPrivilege), so no error class tells them apart; nor should the message text, which
+    # follows the server's lc_messages. For the owner, ALTER DATABASE … SET can only be refused the parameter.
+    if setting:
         grant = sql.SQL("GRANT SET ON PARAMETER {} TO {};").format(
             sql.SQL(MARK_SETTING), sql.Identifier(user)).as_string(None)
         return (f"role {user!r} owns database {database!r}, but PostgreSQL lets only a superuser set a custom "

@@ -13,8 +13,8 @@ from cert_loader.constants import DISTRICT_COLUMN, KEYED_STRATEGIES
 from cert_loader.catalog import Catalog, ForeignKey, Table
 from cert_loader.convert import ColumnConversion, plan_column
 from cert_loader.errors import CatalogError, CertLoaderError, InputError
+from cert_loader.fk_order import find_cycle, topological
 from cert_loader.inputs import DistrictPaths, ParquetSource
-
 
 
 @dataclass
@@ -130,6 +130,17 @@ def plan_store(
     return sp
 
 
+def plan_unload(store: str, catalog: Catalog, plan: LoadPlan) -> StorePlan:
+    """Every CERT table of the store (it has district_id), parents first by the catalog's FKs; for unload.
+
+    The caller deletes in reverse (children first). Problems (a cycle of non-deferrable FKs) go to ``plan``.
+    """
+    sp = StorePlan(store, catalog, order_source="catalog")
+    sp.tables = [TablePlan(store, t.qualname, t) for t in catalog.tables.values() if t.column(DISTRICT_COLUMN)]
+    _order_tables(sp, plan, given=False)
+    return sp
+
+
 def _warn_or_fail(plan: LoadPlan, strict: bool, store: str, table: str, message: str) -> None:
     if strict:
         plan.problems.append(InputError(message, store=store, table=table, hint="--strict makes this an error"))
@@ -168,6 +179,9 @@ def _plan_columns(tp: TablePlan, path: Path, plan: LoadPlan) -> None:
         except CatalogError as exc:
             plan.problems.append(exc)
     tp.fill_district = DISTRICT_COLUMN not in file_cols
+    if tp.fill_district:
+        plan.warnings.append(f'{store}: {table.qualname}: {path.name} has no "{DISTRICT_COLUMN}" column; '
+                             f"every row is loaded as district {plan.district!r}")
     for column in table.columns:
         if column.name in file_cols or column.generated or column.name == DISTRICT_COLUMN:
             continue
@@ -207,7 +221,7 @@ def _order_tables(sp: StorePlan, plan: LoadPlan, *, given: bool) -> None:
     """Check the given order against the catalog FKs, or compute one; refuse non-deferrable cycles."""
     edges = _edges(sp)
     hard = [(p, c, fk) for p, c, fk in edges if not fk.deferrable]
-    cycle = _find_cycle([t for t in sp.loaded], hard)
+    cycle = find_cycle(sp.loaded, _pairs(hard), id)
     if cycle:
         names = " -> ".join(t.table.qualname for t in cycle)
         plan.problems.append(CatalogError(
@@ -215,7 +229,7 @@ def _order_tables(sp: StorePlan, plan: LoadPlan, *, given: bool) -> None:
             "can satisfy them", store=sp.store,
             hint="make one of these foreign keys DEFERRABLE (the loader defers them until commit)"))
         return
-    soft_cycle = _find_cycle([t for t in sp.loaded], edges)
+    soft_cycle = find_cycle(sp.loaded, _pairs(edges), id)
     if soft_cycle:
         sp.deferrable_cycles.append([t.table.qualname for t in soft_cycle])
     if given:
@@ -227,53 +241,9 @@ def _order_tables(sp: StorePlan, plan: LoadPlan, *, given: bool) -> None:
                     f"{parent.table.qualname} (foreign key {fk.name})", store=sp.store,
                     hint=f"move {parent.entry} before {child.entry}"))
         return
-    sp.tables = _topological(sp.tables, hard)
+    # Parents first; ties keep name order so the same catalog always gives the same order.
+    sp.tables = topological(sp.tables, _pairs(hard), id, lambda t: t.table.qualname)
 
 
-def _find_cycle(nodes: list[TablePlan], edges) -> list[TablePlan] | None:
-    children: dict[int, list[TablePlan]] = {id(n): [] for n in nodes}
-    for parent, child, _ in edges:
-        children[id(parent)].append(child)
-    state: dict[int, int] = {}
-    stack: list[TablePlan] = []
-
-    def visit(node: TablePlan) -> list[TablePlan] | None:
-        state[id(node)] = 1
-        stack.append(node)
-        for nxt in children[id(node)]:
-            if state.get(id(nxt)) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if id(nxt) not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[id(node)] = 2
-        return None
-
-    for node in nodes:
-        if id(node) not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def _topological(tables: list[TablePlan], edges) -> list[TablePlan]:
-    """Parents first; ties keep name order so the same catalog always gives the same order."""
-    indegree = {id(t): 0 for t in tables}
-    children: dict[int, list[TablePlan]] = {id(t): [] for t in tables}
-    for parent, child, _ in edges:
-        indegree[id(child)] += 1
-        children[id(parent)].append(child)
-    ready = sorted((t for t in tables if indegree[id(t)] == 0), key=lambda t: t.table.qualname)
-    out: list[TablePlan] = []
-    while ready:
-        node = ready.pop(0)
-        out.append(node)
-        for child in children[id(node)]:
-            indegree[id(child)] -= 1
-            if indegree[id(child)] == 0:
-                ready.append(child)
-                ready.sort(key=lambda t: t.table.qualname)
-    return out
+def _pairs(edges: list[tuple[TablePlan, TablePlan, ForeignKey]]) -> list[tuple[TablePlan, TablePlan]]:
+    return [(parent, child) for parent, child, _ in edges]

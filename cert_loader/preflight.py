@@ -10,12 +10,12 @@ from typing import Any
 from cert_loader.catalog import read_catalog
 from cert_loader.config import LoaderConfig
 from cert_loader.constants import GRAPH_STORE
-from cert_loader.errors import CatalogError, CertLoaderError, ConfigError, StoreError
+from cert_loader.errors import CatalogError, CertLoaderError, ConfigError
 from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
 from cert_loader.constants import STRATEGIES
 from cert_loader.plan import LoadPlan, plan_store
 from cert_loader.mark import StoreStatus, inspect_store, mark_problems
-from cert_loader.stores.postgres import PgStore, mapped_errors
+from cert_loader.stores.postgres import PgStore
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from typing import Any, Protocol
+
+from rich.console import Console
+from rich.highlighter import NullHighlighter
+from rich.logging import RichHandler
+from rich.progress import BarColumn, ProgressColumn, Task, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Column
+from rich.text import Text
 
 log = logging.getLogger(__name__)
 
@@ -68,53 +75,94 @@ class TableCounter:
                 log.info("loaded %d of %d tables (%s: %s)", self.done, self.total, store, table)
 
 
-
-
 class TerminalProgress:
-    """A one-line bar redrawn at most a few times a second; silent when stderr is not a terminal."""
+    """The CLI's live bar (rich): rows, tables, rate and time left; silent when stderr is not a terminal.
 
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total_rows = 0
+    While the bar is up, the root logger's handlers that write to the bar's terminal print through the bar's
+    console instead, so a log line lands on its own line above the bar (issue 14, point 6); close() puts
+    them back.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        # An explicit force_terminal: the bar follows isatty() alone (FORCE_COLOR in a CI job must not
+        # draw it into a pipe or a log file).
+        self.console = console or Console(file=sys.stderr, force_terminal=sys.stderr.isatty())
+        self.enabled = self.console.is_terminal
         self.total_tables = 0
-        self.rows = 0
         self.tables = 0
-        self.started = time.monotonic()
-        self._drawn = 0.0
-        self._current = ""
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
 
     def start(self, total_rows: int, total_tables: int) -> None:
-        self.total_rows, self.total_tables = total_rows, total_tables
-        self.started = time.monotonic()
-        self._draw(force=True)
+        if not self.enabled or self._bar is not None:
+            return
+        self.total_tables = total_tables
+        self._bar = RichProgress(
+            BarColumn(bar_width=20), TaskProgressColumn(table_column=fixed()),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows", table_column=fixed()),
+            TextColumn("{task.fields[tables]}", table_column=fixed()), RateColumn(table_column=fixed()),
+            TextColumn("ETA", table_column=fixed()), TimeRemainingColumn(table_column=fixed()), CurrentTableColumn(),
+            console=self.console, refresh_per_second=5,
+        )
+        self._task = self._bar.add_task("", total=total_rows, tables=self._tables_text())
+        self._route_logging()
+        self._bar.start()
 
     def advance(self, rows: int) -> None:
-        self.rows += rows
-        self._draw()
+        if self._bar is not None:
+            self._bar.advance(self._task, rows)
 
     def table_done(self, store: str, table: str) -> None:
         self.tables += 1
-        self._current = f"{store}: {table}"
-        self._draw(force=True)
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{store}: {table}", tables=self._tables_text())
 
     def close(self) -> None:
-        if self.enabled and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        self._restore_logging()
 
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._drawn < 0.2):
-            return
-        self._drawn = now
-        frac = min(1.0, self.rows / self.total_rows) if self.total_rows else 1.0
-        width = 30
-        bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
-        rate = self.rows / max(now - self.started, 1e-6)
-        line = (
-            f"\r{bar} {frac:6.1%}  {self.rows:,}/{self.total_rows:,} rows  "
-            f"{self.tables}/{self.total_tables} tables  {rate:,.0f} rows/s  {self._current[:40]}"
-        )
-        self.stream.write(line.ljust(120)[:160])
-        self.stream.flush()
+    def _tables_text(self) -> str:
+        return f"{self.tables}/{self.total_tables} tables"
+
+    def _route_logging(self) -> None:
+        """Swap the root logger's stream handlers on this terminal for one printing through the console."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream is self.console.file:
+                through = RichHandler(console=self.console, show_time=False, show_level=False, show_path=False,
+                                      highlighter=NullHighlighter(), keywords=[])
+                through.setLevel(handler.level)
+                through.setFormatter(handler.formatter or logging.Formatter())
+                root.removeHandler(handler)
+                root.addHandler(through)
+                self._swapped.append((handler, through))
+
+    def _restore_logging(self) -> None:
+        root = logging.getLogger()
+        for handler, through in self._swapped:
+            root.removeHandler(through)
+            root.addHandler(handler)
+        self._swapped.clear()
+
+
+def fixed() -> Column:
+    """A column that is never shrunk or wrapped: on a narrow terminal the current table's name gives way."""
+    return Column(no_wrap=True)
+
+
+class RateColumn(ProgressColumn):
+    """Rows per second as rich measures it (the same speed its time-left column divides by)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} rows/s")
+
+
+class CurrentTableColumn(ProgressColumn):
+    """The table finished last, cut with an ellipsis (never wrapped onto a second line) when the terminal is narrow."""
+
+    def render(self, task: Task) -> Text:
+        return Text(task.description, no_wrap=True, overflow="ellipsis")

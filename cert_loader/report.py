@@ -8,10 +8,10 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from cert_loader.constants import GRAPH_STORE
-from cert_loader.results import CheckResult, StoreResult
+from cert_loader.constants import COUNT_FIELDS, GRAPH_STORE
+from cert_loader.results import CheckResult, StoreResult, TableResult
 
 
 def utcnow() -> datetime:
@@ -90,10 +90,7 @@ class LoadReport:
             else:
                 entry["tables_loaded"] = sr.tables_loaded
                 entry["records_loaded"] = sr.records_loaded
-            for key in ("inserted", "updated", "deleted", "unchanged"):
-                values = [getattr(t, key) for t in sr.tables if not t.skipped]
-                if values and all(v is not None for v in values):
-                    entry[f"records_{key}"] = sum(values)
+            entry.update({f"records_{key}": n for key, n in count_sums(sr.tables).items()})
             entry["tables"] = [t.as_dict() | {"checks": None} for t in sr.tables]
             for t in entry["tables"]:
                 t.pop("checks")
@@ -144,6 +141,18 @@ class LoadReport:
         return path
 
 
+def graph_totals(tables: Iterable[TableResult]) -> dict[str, Any]:
+    """The graph store's entry of the report (``LoadReport.graph``): records loaded by label and by type."""
+    nodes = {t.graph.name: t.records_loaded for t in tables if t.graph is not None and t.graph.kind == "nodes"}
+    rels = {t.graph.name: t.records_loaded for t in tables if t.graph is not None and t.graph.kind == "relationships"}
+    return {
+        "nodes_loaded": sum(nodes.values()),
+        "relationships_loaded": sum(rels.values()),
+        "nodes_by_label": nodes,
+        "relationships_by_type": rels,
+    }
+
+
 def render_summary(report: LoadReport) -> str:
     """The terminal summary, in the spirit of the seed's."""
     ok = report.status == "SUCCESS"
@@ -192,14 +201,20 @@ def render_summary(report: LoadReport) -> str:
     return "\n".join(lines)
 
 
+def count_sums(tables: Iterable[TableResult]) -> dict[str, int]:
+    """Each of COUNT_FIELDS summed over the loaded tables, where every one of them counted it (none: absent)."""
+    loaded = [t for t in tables if not t.skipped]
+    out = {}
+    for key in COUNT_FIELDS:
+        values = [getattr(t, key) for t in loaded]
+        if values and all(v is not None for v in values):
+            out[key] = sum(values)
+    return out
+
+
 def _breakdown(sr: StoreResult) -> str:
     """"  — 12 inserted, 3 updated, 1 deleted, 2,308 unchanged" where the strategy counts more than inserts."""
-    loaded = [t for t in sr.tables if not t.skipped]
-    parts = []
-    for key in ("inserted", "updated", "deleted", "unchanged"):
-        values = [getattr(t, key) for t in loaded]
-        if key != "inserted" and any(v is not None for v in values):
-            parts.append(f"{sum(v or 0 for v in values):,} {key}")
-    if not parts:
+    sums = count_sums(sr.tables)
+    if set(sums) <= {"inserted"}:
         return ""
-    return f"  — {sum(t.inserted for t in loaded):,} inserted, " + ", ".join(parts)
+    return "  — " + ", ".join(f"{n:,} {key}" for key, n in sums.items())

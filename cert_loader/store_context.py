@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import errors as pgerr
 from psycopg import sql
 
 from cert_loader.constants import DISTRICT_COLUMN, LOADER_SCHEMA
@@ -98,10 +99,12 @@ class StoreContext:
                 table=tp.table.qualname,
             )
         except StoreError as exc:
-            if exc.details.get("sqlstate") != "23505":
+            if not isinstance(exc.driver_error, pgerr.UniqueViolation):
                 raise
-            # The server's detail names one duplicate: "Key (district_id, id)=(d1, 7) is duplicated."
-            example = exc.reason.split("Key ", 1)[-1].split(" is duplicated", 1)[0] if "Key " in exc.reason else ""
+            # The server's detail names one duplicate: "Key (district_id, id)=(d1, 7) is duplicated." It is
+            # the only place the server gives the key's values, so the example is cut out of that text.
+            detail = exc.driver_error.diag.message_detail or ""
+            example = detail.split("Key ", 1)[-1].split(" is duplicated", 1)[0] if "Key " in detail else ""
             raise StoreError(
                 f"the file has key ({', '.join(key)}) more than once" + (f", e.g. {example}" if example else ""),
                 store=self.store, table=tp.table.qualname, hint="remove the duplicate rows upstream",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +25,11 @@ from cert_loader.transaction import StoreTransaction
 from cert_loader.verify import verify_table
 
 log = logging.getLogger(__name__)
+
+# While a stop request ends a parallel load, the threads are asked to stop this often until they have:
+# a cancel reaches only the statement running at that moment, so it is repeated for the next one (issue 14).
+STOP_POLL_S = 0.5
+
 
 @dataclass
 class StoreJob:
@@ -86,21 +91,49 @@ def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, p
     checkpoint(f"verified:{name}")
 
 
-def run_side_by_side(tasks: list[Callable[[], Any]], parallel: bool) -> list[Any]:
+def run_side_by_side(tasks: list[Callable[[], Any]], parallel: bool,
+                     on_stop: Callable[[], None] | None = None) -> list[Any]:
     """Run the tasks one after another, or all at once in threads; raise the error of the first that failed.
 
     In parallel every task runs to its end (a store's transaction is rolled back by the caller), and the
     error raised is that of the earliest failing task in the given order, as sequential loading would
-    raise it; the others are logged.
+    raise it; the others are logged. A stop request (an interrupt raised in the main thread: Dagster's
+    run termination, Ctrl-C) calls ``on_stop`` (cancel the stores' statements) until every task has
+    ended, then is raised: nothing is rolled back under a thread still using its connection.
     """
     if not parallel or len(tasks) < 2:
-        return [task() for task in tasks]
+        try:
+            return [task() for task in tasks]
+        except Exception:
+            raise
+        except BaseException:
+            _call_quietly(on_stop)
+            raise
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="cert_loader-store") as pool:
         futures = [pool.submit(task) for task in tasks]
-        errors = [f.exception() for f in futures]
+        try:
+            # Waited for in slices: polars' SIGINT handler restarts the interrupted wait (SA_RESTART), so
+            # Python's handler (Dagster's, Ctrl-C's) only runs when this thread wakes (pola-rs/polars#21739).
+            while wait(futures, timeout=STOP_POLL_S).not_done:
+                pass
+            errors = [f.exception() for f in futures]
+        except BaseException:  # only an interrupt reaches the waiting main thread
+            while not all(f.done() for f in futures):
+                _call_quietly(on_stop)
+                wait(futures, timeout=STOP_POLL_S)
+            raise
     failed = [e for e in errors if e is not None]
     for extra in failed[1:]:
         log.warning("another part of the load failed too: %s", extra)
     if failed:
         raise failed[0]
     return [f.result() for f in futures]
+
+
+def _call_quietly(on_stop: Callable[[], None] | None) -> None:
+    if on_stop is None:
+        return
+    try:
+        on_stop()
+    except Exception as exc:  # a failed cancel must not hide the stop request itself
+        log.warning("could not cancel the running statements: %s", exc)

@@ -21,8 +21,9 @@ from psycopg import sql
 
 from cert_loader.config import PgStoreConfig
 from cert_loader.constants import DECISION_TABLE, LOADER_SCHEMA
-from cert_loader.errors import InDoubtError, StoreError
+from cert_loader.errors import InDoubtError, InputError, StoreError
 from cert_loader.faults import checkpoint
+from cert_loader.interrupts import held_interrupts
 from cert_loader.stores.postgres import LOCK_PREFIX, PgStore, mapped_errors
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,17 @@ GID_MAX = 200
 
 
 def make_gid(run_id: str, store: str, district: str) -> str:
+    """Our gid for one store's transaction; an InputError when it does not fit (inputs.check_district_name
+    refuses a district id that long before anything is touched)."""
     gid = f"{GID_PREFIX}{run_id}|{store}|{district}"
-    if len(gid.encode()) > GID_MAX:
-        raise ValueError(f"transaction id for district {district!r} is longer than {GID_MAX} bytes")
+    size = len(gid.encode("utf-8"))
+    if size > GID_MAX:
+        raise InputError(
+            f"the transaction id of run {run_id} for district {district[:40]!r}{'…' if len(district) > 40 else ''} is {size} bytes; "
+            f"PostgreSQL allows {GID_MAX}",
+            store=store, district=district,
+            hint="use a shorter district id (or run id)",
+        )
     return gid
 
 
@@ -130,16 +139,26 @@ class UnitOfWork:
     notes: list[str] = field(default_factory=list)
 
     def commit(self) -> None:
-        if not self.atomic:
-            self._commit_one_by_one()
-            return
-        for name, tx in self.stores.items():
-            checkpoint(f"before-prepare:{name}")
-            tx.prepare()
-        checkpoint("before-decision")
-        self._decide()
-        checkpoint("after-decision")
-        self._commit_prepared()
+        # A stop request (Dagster's terminate, Ctrl-C) is held from the first PREPARE to the last COMMIT:
+        # raised at the decision point when it came before (everything rolls back), only noted when it
+        # came after (the load completes); interrupts.py says why.
+        with held_interrupts() as held:
+            if not self.atomic:
+                self._commit_one_by_one()
+            else:
+                for name, tx in self.stores.items():
+                    checkpoint(f"before-prepare:{name}")
+                    tx.prepare()
+                checkpoint("before-decision")
+                held.raise_if_received()
+                self._decide()
+                checkpoint("after-decision")
+                self._commit_prepared()
+            if held.received is not None:
+                self.notes.append(f"a stop request ({held.name}) came after the commit decision: "
+                                  "the load was completed, not stopped")
+                log.warning("%s came after the commit decision of district %s: the load completed",
+                            held.name, self.district)
 
     def _decide(self) -> None:
         """Make the commit decision durable: after this returns, recovery commits every store."""
@@ -198,15 +217,14 @@ _DECISIONS = sql.Identifier(LOADER_SCHEMA, DECISION_TABLE)
 _DECISIONS_NAME = f"{LOADER_SCHEMA}.{DECISION_TABLE}"
 
 
-def _connect(config: PgStoreConfig) -> psycopg.Connection:
-    store = PgStore(config, application="cert_loader-recovery")
-    return store.connect(autocommit=True)
+# application_name of the fresh autocommit connections that recovery and the decision row use.
+RECOVERY_APPLICATION = "cert_loader-recovery"
 
 
 def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: list[str]) -> None:
     """Commit the decision row for a load without the graph store (its own one-phase transaction)."""
-    with _connect(config) as conn, mapped_errors(config.name, _DECISIONS_NAME):
-        conn.execute(
+    with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, _DECISIONS_NAME):
+        store.conn.execute(
             sql.SQL("INSERT INTO {} (run_id, district_id, stores) VALUES (%s, %s, %s)").format(_DECISIONS),
             (run_id, district, stores),
         )
@@ -214,8 +232,9 @@ def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: l
 
 def decision_recorded(configs: list[PgStoreConfig], run_id: str) -> bool:
     for config in configs:
-        with _connect(config) as conn, mapped_errors(config.name, _DECISIONS_NAME):
-            if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE run_id = %s").format(_DECISIONS), (run_id,)).fetchone():
+        with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, _DECISIONS_NAME):
+            query = sql.SQL("SELECT 1 FROM {} WHERE run_id = %s").format(_DECISIONS)
+            if store.conn.execute(query, (run_id,)).fetchone():
                 return True
     return False
 
@@ -223,11 +242,11 @@ def decision_recorded(configs: list[PgStoreConfig], run_id: str) -> bool:
 def finish_prepared(config: PgStoreConfig, gid: str, *, commit: bool) -> bool:
     """COMMIT/ROLLBACK PREPARED from a fresh connection; False when the server cannot be reached."""
     try:
-        with _connect(config) as conn:
+        with PgStore(config, application=RECOVERY_APPLICATION) as store:
             if commit:
-                conn.tpc_commit(gid)
+                store.conn.tpc_commit(gid)
             else:
-                conn.tpc_rollback(gid)
+                store.conn.tpc_rollback(gid)
         return True
     except (psycopg.Error, StoreError) as exc:
         log.error("%s: could not finish prepared transaction %s: %s", config.name, gid, exc)
@@ -259,7 +278,8 @@ def recover(
     found: list[InDoubt] = []
     decided: dict[str, bool] = {}
     for name, config in configs.items():
-        with _connect(config) as conn, mapped_errors(name):
+        with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(name):
+            conn = store.conn
             # Only the role that prepared a transaction, or a superuser, may finish it (PostgreSQL's rule).
             rows = conn.execute(
                 "SELECT gid, owner, owner = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "

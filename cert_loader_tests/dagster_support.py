@@ -1,14 +1,19 @@
-"""Helpers shared by the Dagster tests: a manifest of the session's stores, resources, instances and environments."""
+"""Helpers shared by the Dagster tests: a manifest of the session's stores, resources, instances, environments, `dagster dev`."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.defs.partitions import DISTRICT_PARTITIONS
@@ -83,3 +88,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def default_signals() -> None:
+    """Background shells may start us with SIGINT/SIGTERM ignored; dagster dev must die on them (DESIGN.md section 9).
+
+    A ``preexec_fn`` for the child's Popen.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    """Until ``url`` answers; the server exiting, or not answering by the deadline, fails the test with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}", pytrace=False)
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"dagster dev did not answer on {url} in {timeout} s:\n{log_path.read_text()[-3000:]}", pytrace=False)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (webserver, daemon, code server), SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            time.sleep(0.5)  # let the group's other members exit before checking again
+        except subprocess.TimeoutExpired:
+            continue

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
+from cert_loader.inputs import DistrictPaths
 
 
 def new_district() -> str:
@@ -67,3 +70,22 @@ def district_rows(url: str, district: str) -> dict[str, int]:
 
 def store_snapshot(urls: dict[str, str], district: str) -> dict[str, dict[str, int]]:
     return {store: district_rows(url, district) for store, url in urls.items()}
+
+
+def rewrite(data_root: Path, district: str, store: str, name: str, fn: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace one source file of the district by ``fn`` of its table (to break it on purpose)."""
+    path = DistrictPaths(data_root, district).source_file(store, name)
+    pq.write_table(fn(pq.read_table(path)), path)
+
+
+def set_value(table: pa.Table, column: str, row: int, value, type_=None) -> pa.Table:
+    """``table`` with one cell changed (the column retyped to ``type_`` if given)."""
+    values = table.column(column).to_pylist()
+    values[row] = value
+    idx = table.schema.get_field_index(column)
+    return table.set_column(idx, column, pa.array(values, type_ or table.schema.field(column).type))
+
+
+def check_rows(report) -> list[tuple]:
+    """A report's checks as comparable tuples (two loads that verified the same give equal lists)."""
+    return [(c.store, c.table, c.check, c.passed, c.expected, c.actual, c.detail) for c in report.checks]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -13,10 +14,12 @@ from psycopg import sql
 
 from cert_loader.config import redact_url
 from cert_loader.constants import PG_STORES
-from cert_loader.bench.workload import create_database
+from cert_loader.testing.databases import create_database
 
 ADMIN_URL = os.environ.get("CERT_TEST_PG_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")
 RUN_ID = secrets.token_hex(4)
+# Every database this run creates starts with this (make_database); other runs' databases are never touched.
+DATABASE_PREFIX = f"cert_{RUN_ID}_"
 
 
 def db_url(name: str) -> str:
@@ -52,12 +55,20 @@ class AdminConnection:
         self.conn.close()
 
 
+# The session's pg_admin while it is open, so the autouse fixture can tell whether any test used PostgreSQL.
+_OPEN_ADMIN: list[AdminConnection] = []
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[AdminConnection]:
     """One autocommit connection per session; an unreachable server fails the tests, never skips them."""
     conn = AdminConnection()
-    yield conn
-    conn.close()
+    _OPEN_ADMIN.append(conn)
+    try:
+        yield conn
+    finally:
+        _OPEN_ADMIN.remove(conn)
+        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +77,7 @@ def make_database(pg_admin) -> Iterator[Callable[..., str]]:
     created: list[str] = []
 
     def make(suffix: str, *, mark: bool = True, ddl: str | None = None) -> str:
-        name = f"cert_{RUN_ID}_{suffix}"
+        name = f"{DATABASE_PREFIX}{suffix}"
         created.append(name)
         return create_database(ADMIN_URL, name, ddl, mark=mark)
 
@@ -77,11 +88,39 @@ def make_database(pg_admin) -> Iterator[Callable[..., str]]:
 
 
 def _rollback_prepared(pg_admin, database: str) -> None:
-    rows = pg_admin.execute("SELECT gid FROM pg_prepared_xacts WHERE database = %s", (database,)).fetchall()
-    if rows:
+    _rollback_all(pg_admin.execute(
+        "SELECT gid, database FROM pg_prepared_xacts WHERE database = %s", (database,)).fetchall())
+
+
+def _prepared_of_this_run(pg_admin) -> list[tuple[str, str]]:
+    """(gid, database) of every prepared transaction in this run's databases: one query."""
+    return pg_admin.execute(
+        "SELECT gid, database FROM pg_prepared_xacts WHERE starts_with(database, %s) ORDER BY database, gid",
+        (DATABASE_PREFIX,),
+    ).fetchall()
+
+
+def _rollback_all(rows: list[tuple[str, str]]) -> None:
+    by_database: dict[str, list[str]] = {}
+    for gid, database in rows:
+        by_database.setdefault(database, []).append(gid)
+    for database, gids in by_database.items():
         with psycopg.connect(db_url(database), autocommit=True) as conn:
-            for (gid,) in rows:
-                conn.tpc_rollback(gid)
+            for gid in gids:
+                with contextlib.suppress(psycopg.errors.UndefinedObject):  # finished meanwhile
+                    conn.tpc_rollback(gid)
+
+
+def leave_prepared(url: str, gid: str, *statements: str) -> None:
+    """A prepared transaction as a crashed load leaves it: ``statements`` run, PREPAREd, the session gone."""
+    conn = psycopg.connect(url)
+    try:
+        conn.tpc_begin(gid)
+        for statement in statements or ("SELECT 1",):
+            conn.execute(statement)
+        conn.tpc_prepare()
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -97,14 +136,27 @@ def sample_stores(make_database) -> dict[str, str]:
     return urls
 
 
-@pytest.fixture
-def no_prepared_left(pg_admin, sample_stores) -> Iterator[None]:
-    """Assert a test leaves no prepared transaction of ours behind (and clean up if it did)."""
-    names = [u.rsplit("/", 1)[1] for u in sample_stores.values()]
+@pytest.fixture(autouse=True)
+def rollback_prepared() -> Iterator[None]:
+    """Roll back this run's leftover prepared transactions before and after every test (psycopg's ``tpc``).
+
+    A test that never touched PostgreSQL costs nothing: until some test opened ``pg_admin`` this run has
+    no database, so there is nothing to roll back and no connection is made. Otherwise one query before
+    and one after. ``no_prepared_left`` depends on this fixture, so its check runs before this clean-up.
+    """
+    _rollback_leftovers()
     yield
-    rows = pg_admin.execute(
-        "SELECT gid, database FROM pg_prepared_xacts WHERE database = ANY(%s)", (names,)
-    ).fetchall()
-    for _, database in rows:
-        _rollback_prepared(pg_admin, database)
+    _rollback_leftovers()
+
+
+def _rollback_leftovers() -> None:
+    for admin in _OPEN_ADMIN:  # empty until a test asked for pg_admin: then this run has no database yet
+        _rollback_all(_prepared_of_this_run(admin))
+
+
+@pytest.fixture
+def no_prepared_left(rollback_prepared, pg_admin, sample_stores) -> Iterator[None]:
+    """Fail a test that leaves a prepared transaction of this run behind (``rollback_prepared`` then cleans up)."""
+    yield
+    rows = _prepared_of_this_run(pg_admin)
     assert not rows, f"prepared transactions left behind: {rows}"

@@ -8,27 +8,14 @@ import sys
 from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
-from cert_loader.engine import LoadOptions, load_district
+from cert_loader.engine import LoadOptions, load_district, plan_district
+from cert_loader.errors import InputError
 from cert_loader.inputs import DistrictPaths
-from cert_loader_tests.fix_district import store_snapshot
+from cert_loader_tests.fix_district import rewrite, set_value, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
-
-
-def rewrite(data_root, district, store, name, fn):
-    path = DistrictPaths(data_root, district).source_file(store, name)
-    pq.write_table(fn(pq.read_table(path)), path)
-
-
-def set_value(table: pa.Table, column: str, row: int, value, type_=None) -> pa.Table:
-    values = table.column(column).to_pylist()
-    values[row] = value
-    idx = table.schema.get_field_index(column)
-    return table.set_column(idx, column, pa.array(values, type_ or table.schema.field(column).type))
 
 
 @pytest.fixture
@@ -226,3 +213,20 @@ def test_unreachable_store_fails_preflight_with_redacted_url(pg_config, make_dis
     text = json.dumps(report.as_dict())
     assert "s3cretpw" not in text
     assert "***" in report.error["message"]
+
+
+def test_a_district_id_too_long_for_the_transaction_ids_is_refused_before_any_store(pg_config, make_district,
+                                                                                     sample_stores, data_root):
+    """PostgreSQL allows 200 bytes per prepared transaction's id, and the district id is part of each one."""
+    district = make_district("d-" + "x" * 188, students=5)
+    report = load_district(pg_config(), district)
+    assert report.status == "FAILED"
+    assert report.error["type"] == "InputError" and report.error["district"] == district
+    message = report.error["message"]
+    assert "unexpected" not in message
+    assert "is 190 bytes long" in message and "use a district id of at most 128 bytes" in message, message
+    assert report.stores == {}  # refused before pre-flight opened any store
+    assert not any(n for tables in store_snapshot(sample_stores, district).values() for n in tables.values())
+    assert DistrictPaths(data_root, district).report_file.is_file()
+    with pytest.raises(InputError, match="is 190 bytes long"):
+        plan_district(pg_config(), district)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,9 +10,8 @@ import psycopg
 import pytest
 
 from cert_loader.engine import LoadOptions, load_district, unload_district
-from cert_loader_tests.fix_district import store_snapshot
-from cert_loader_tests.test_bad_inputs import rewrite, set_value
-from cert_loader_tests.test_faults import _env
+from cert_loader_tests.fix_cli import cli_env, kill, paused_load
+from cert_loader_tests.fix_district import check_rows, rewrite, set_value, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 
@@ -42,10 +39,6 @@ def firing_order(urls: dict[str, str]) -> dict[str, list[tuple]]:
     return out
 
 
-def checks(report) -> list[tuple]:
-    return [(c.store, c.table, c.check, c.passed, c.expected, c.actual, c.detail) for c in report.checks]
-
-
 def test_same_results_as_ordinary_mode_and_every_fk_back(pg_config, make_district, sample_stores):
     district = make_district(students=40)
     before, order = fk_definitions(sample_stores), firing_order(sample_stores)
@@ -56,7 +49,7 @@ def test_same_results_as_ordinary_mode_and_every_fk_back(pg_config, make_distric
     unload_district(pg_config(), district)
     bulk = load_district(pg_config(), district, LoadOptions(bulk_fk=True))
     assert bulk.status == "SUCCESS", bulk.error
-    assert checks(bulk) == checks(ordinary)
+    assert check_rows(bulk) == check_rows(ordinary)
     assert bulk.as_dict()["post_load_validation"] == ordinary.as_dict()["post_load_validation"]
     assert store_snapshot(sample_stores, district) == rows
     assert fk_definitions(sample_stores) == before
@@ -71,7 +64,7 @@ def test_each_strategy_verifies_the_same_in_bulk_mode(strategy, pg_config, make_
     ordinary = load_district(pg_config(), district, LoadOptions(strategy=strategy))
     bulk = load_district(pg_config(), district, LoadOptions(strategy=strategy, bulk_fk=True))
     assert (ordinary.status, bulk.status) == ("SUCCESS", "SUCCESS"), (ordinary.error, bulk.error)
-    assert checks(bulk) == checks(ordinary)
+    assert check_rows(bulk) == check_rows(ordinary)
     assert fk_definitions(sample_stores) == before
 
 
@@ -104,15 +97,8 @@ def test_the_lock_is_access_exclusive_and_a_crash_restores_every_fk(make_distric
     district = make_district(students=300)
     before = fk_definitions(sample_stores)
     point = "mid-copy:ids:edfi.attendance_event"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids", "--bulk-fk"],
-        env={**_env(sample_stores, data_root), "CERT_LOADER_TEST_PAUSE_AT": point},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    proc = paused_load(point, district, cli_env(sample_stores, data_root), "--bulk-fk", stores="ids")
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not proc.stderr.readline().startswith(f"PAUSED {point}"):
-            assert proc.poll() is None, proc.stderr.read()[-2000:]
         with psycopg.connect(sample_stores["ids"], autocommit=True) as conn:
             locked = {r[0] for r in conn.execute(
                 "SELECT l.relation::regclass::text FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
@@ -121,14 +107,13 @@ def test_the_lock_is_access_exclusive_and_a_crash_restores_every_fk(make_distric
         assert {"edfi.attendance_event", "edfi.student", "school"} <= locked, locked
         assert fk_definitions(sample_stores) == before  # other sessions never see them gone
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill(proc)
     deadline = time.monotonic() + 30
     while fk_definitions(sample_stores) != before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fk_definitions(sample_stores) == before
     rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids"],
-                           env=_env(sample_stores, data_root), capture_output=True, text=True, timeout=300)
+                           env=cli_env(sample_stores, data_root), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +12,8 @@ import dagster as dg
 import pytest
 
 from cert_loader_tests.dagster_support import (
-    REPO, VENV_BIN, cert_env, dagster_home, free_port, snapshot_to, sqlalchemy_url, subprocess_env,
+    REPO, VENV_BIN, cert_env, dagster_home, default_signals, free_port, snapshot_to, sqlalchemy_url, stop_group,
+    subprocess_env, wait_http,
 )
 from cert_loader.sample import generate_district
 from cert_loader_tests.fix_district import district_rows, new_district, store_snapshot
@@ -26,12 +25,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "artifacts"
 ASSET = "cert/hcp1/clinic"  # no parents: a one-asset selection loads on its own
-
-
-def _default_signals() -> None:
-    """Background shells may start us with SIGINT/SIGTERM ignored; dagster dev must die on them (DESIGN.md section 9)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")
@@ -56,42 +49,15 @@ def dagster_ui(make_database, sample_stores, tmp_path_factory) -> Iterator[dict]
         proc = subprocess.Popen(
             [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
             env=subprocess_env(**env), cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_default_signals,
+            start_new_session=True, preexec_fn=default_signals,
         )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
+        wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
         yield {"url": f"http://127.0.0.1:{port}", "district": district, "home": str(home), "log": log_path,
                "env": env, "data_root": data_root, "tmp": tmp}
     finally:
-        _stop(proc)
+        stop_group(proc)
         os.environ.pop("DAGSTER_PG_URL", None)
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}", pytrace=False)
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"dagster dev did not answer on {url} in {timeout} s:\n{log_path.read_text()[-3000:]}", pytrace=False)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole process group (webserver, daemon, code server), SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            time.sleep(0.5)  # let the group's other members exit before checking again
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _wait_run(home: str, tags: dict[str, str], timeout: float = 90) -> dg.DagsterRun:

@@ -7,14 +7,12 @@ district changed.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from cert_loader_tests.fix_cli import cli_env, env_stores, kill_at
 from cert_loader_tests.fix_district import store_snapshot
 
 # point → what recovery must make of it: the decision is durable only after "after-decision".
@@ -28,44 +26,9 @@ POINTS = [
 ]
 
 
-def _env(sample_stores, data_root, graph_config=None):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_DATA_ROOT": str(data_root)}
-    env.update({f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()})
-    if graph_config is not None:
-        env.update(CERT_SP_URI=graph_config.uri, CERT_SP_USER=graph_config.user,
-                   CERT_SP_PASSWORD=graph_config.password, CERT_SP_DATABASE=graph_config.database)
-    return env
-
-
-def _stores(env) -> str:
-    return "ids,hcp1,hcp2,adb,sp" if "CERT_SP_URI" in env else "ids,hcp1,hcp2,adb"
-
-
 def _cli(args, env, timeout=180):
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", _stores(env)],
+    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", env_stores(env)],
                           capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def kill_at(point: str, district: str, env: dict, stores: str | None = None) -> None:
-    """Start a load that pauses at ``point``, then SIGKILL it from outside."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", stores or _stores(env)],
-        env={**env, "CERT_LOADER_TEST_PAUSE_AT": point},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if line.startswith(f"PAUSED {point}"):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-            return
-    proc.kill()
-    pytest.fail(f"the load never paused at {point}: {''.join(seen)[-3000:]}")
 
 
 def _all_or_nothing(snapshot: dict, expected: dict) -> str:
@@ -136,7 +99,7 @@ def test_kill_and_recover_without_graph(point, expected, resolver, reference, ma
 def _kill_and_resolve(point, expected, resolver, reference, make_district, sample_stores, data_root, graph_config):
     ref, ref_rows = reference
     district = make_district(students=400)
-    env = _env(sample_stores, data_root, graph_config)
+    env = cli_env(sample_stores, data_root, graph_config)
     kill_at(point, district, env)
     if resolver == "recover":
         rec = _cli(["recover"], env)

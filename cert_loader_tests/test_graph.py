@@ -15,8 +15,10 @@ import pytest
 
 from cert_loader.config import GraphConfig
 from cert_loader.errors import StoreError
-from cert_loader.graph_input import GraphInput, read_graph_input
+from cert_loader.graph_input import MARKER_LABEL, GraphInput, read_graph_input
+from cert_loader.results import GraphTable
 from cert_loader.stores.graph import GraphStore
+from cert_loader.verify import verify_graph
 
 pytest_plugins = ["cert_loader_tests.fix_graph"]
 
@@ -44,7 +46,7 @@ def load(store: GraphStore, data: GraphInput, strategy: str, *, run_id: str | No
     tx = store.begin(data.district, run_id or f"run-{uuid4().hex[:8]}")
     try:
         results = tx.load(data, strategy)
-        checks = tx.verify(data)
+        checks = verify_graph(tx.cypher, data, strategy)
         assert all(c.passed for c in checks), [c for c in checks if not c.passed]
         tx.commit({"strategy": strategy})
     finally:
@@ -108,6 +110,14 @@ def test_ping_unreachable(graph_config: GraphConfig) -> None:
     assert info.value.transient and "secret-pw-1" not in str(info.value)
 
 
+def test_ping_unknown_database_names_the_setting(graph_config: GraphConfig) -> None:
+    cfg = GraphConfig(graph_config.uri, graph_config.user, graph_config.password, "no_such_db")
+    with GraphStore(cfg) as s, pytest.raises(StoreError, match="check CERT_SP_DATABASE") as info:
+        s.ping()
+    assert "DatabaseNotFound" in str(info.value) and not info.value.transient
+    assert isinstance(info.value.driver_error, neo4j.exceptions.Neo4jError)
+
+
 def test_bad_uri_scheme() -> None:
     with pytest.raises(StoreError, match="scheme 'http' is not Bolt"):
         GraphStore(GraphConfig("http://u:pw@h:1", "u", "pw"))
@@ -116,7 +126,7 @@ def test_bad_uri_scheme() -> None:
 def test_ensure_schema_is_idempotent(store: GraphStore) -> None:
     first = store.ensure_schema(["Student", "School"])
     assert store.ensure_schema(["Student", "School"]) == first
-    assert first["nodes:Student"] in ("constraint", "index") and first["marker"] == "index"
+    assert first["Student"] in ("constraint", "index") and first[MARKER_LABEL] == "index"
 
 
 def test_insert_loads_typed_properties(store: GraphStore, graph_config: GraphConfig, tmp_path: Path,
@@ -125,10 +135,12 @@ def test_insert_loads_typed_properties(store: GraphStore, graph_config: GraphCon
     store.ensure_schema(data.labels)
     with store.begin(graph_district, "run-typed") as tx:
         results = {r.table: r for r in tx.load(data, "insert")}
-        checks = tx.verify(data)
+        checks = verify_graph(tx.cypher, data, "insert")
         tx.commit({"stores": ["ids", "sp"], "district": "ignored", "run_id": "ignored"})
     assert results["nodes:Student"].inserted == 3 and results["relationships:KNOWS"].inserted == 2
     assert results["nodes:Student"].source_file == str(data.nodes_path)
+    assert results["nodes:Student"].graph == GraphTable("nodes", "Student")  # typed; ``table`` is its display name
+    assert all(c.graph is not None and c.table == c.graph.display for c in checks)
     assert sorted((c.table, c.check, c.passed) for c in checks) == [
         ("nodes:School", "node_count", True), ("nodes:Student", "node_count", True),
         ("relationships:ENROLLED_AT", "dangling", True), ("relationships:ENROLLED_AT", "relationship_count", True),
@@ -252,7 +264,7 @@ def test_verify_catches_count_mismatch_and_dangling(store: GraphStore, tmp_path:
         tx._run("CREATE (:School {district_id: 'elsewhere', id: 'k9'})", None)
         tx._run("MATCH (a:Student {district_id: $d, id: 's1'}), (b:School {district_id: 'elsewhere', id: 'k9'}) "
                 "CREATE (a)-[:KNOWS {district_id: $d}]->(b)", None, d=graph_district)
-        checks = {(c.table, c.check): c for c in tx.verify(data)}
+        checks = {(c.table, c.check): c for c in verify_graph(tx.cypher, data, "insert")}
     bad = checks[("nodes:Student", "node_count")]
     assert (bad.passed, bad.expected, bad.actual, bad.examples) == (False, 3, 2, ["s3"])
     en = checks[("relationships:ENROLLED_AT", "relationship_count")]

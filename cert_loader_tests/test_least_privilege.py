@@ -13,23 +13,17 @@ from cert_loader.config import LoaderConfig
 from cert_loader.engine import LoadOptions, load_district, plan_district, unload_district
 from cert_loader.inputs import DistrictPaths
 from cert_loader.plan_view import render_plan
+from cert_loader_tests.fix_cli import PG, kill_at
 from cert_loader_tests.fix_district import store_snapshot
-from cert_loader_tests import test_faults as faults
 from cert_loader_tests.fix_role import grant
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 STUDENTS = 20
-PG = "ids,hcp1,hcp2,adb"
 
 
 def cli(args, env, timeout=180):
     return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
-
-
-def kill_at(point: str, district: str, env: dict) -> None:
-    """A load of the PostgreSQL stores paused at ``point`` and SIGKILLed (test_faults.kill_at)."""
-    faults.kill_at(point, district, env, PG)
 
 
 def owned_relations(urls: dict[str, str], role: str) -> dict[str, list[str]]:
@@ -70,7 +64,7 @@ def test_grants_command_prints_exactly_what_the_role_got(loader_role, sample_sto
     role = f'"{loader_role.name}"'
     assert f'GRANT CONNECT, TEMPORARY ON DATABASE "{sample_stores["ids"].rsplit("/", 1)[1]}" TO {role};' in out
     assert f'GRANT USAGE ON SCHEMA "edfi", "public" TO {role};' in out
-    assert f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "edfi"."attendance_event", "edfi"."course", ' in out
+    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "edfi"."attendance_event", "edfi"."course", ' in out
     assert f'GRANT USAGE, CREATE ON SCHEMA "cert_loader" TO {role};' in out
     assert f'GRANT SELECT, INSERT ON TABLE "cert_loader"."load_decision" TO {role};' in out
     assert out.count("-- ") == 4 and "not marked yet" not in out
@@ -132,7 +126,7 @@ def test_kill_after_the_decision_then_recover_as_the_role(loader_role, other_rol
     """COMMIT PREPARED needs the role that prepared (or a superuser): another role is told so, never hangs."""
     district = make_district(students=STUDENTS)
     env = loader_role.env(sample_stores, data_root)
-    kill_at("after-decision", district, env)
+    kill_at("after-decision", district, env, PG)
     assert not any(n for t in store_snapshot(sample_stores, district).values() for n in t.values())
 
     other = other_role.env(sample_stores, data_root)
@@ -154,7 +148,7 @@ def test_kill_after_the_decision_then_recover_as_the_role(loader_role, other_rol
 def test_kill_before_the_decision_then_next_load_as_the_role(loader_role, sample_stores, data_root, make_district):
     district = make_district(students=STUDENTS)
     env = loader_role.env(sample_stores, data_root)
-    kill_at("before-decision", district, env)
+    kill_at("before-decision", district, env, PG)
     load = cli(["load", district, "--stores", PG], env)
     assert load.returncode == 0, load.stdout + load.stderr
     assert "rolled back" in load.stderr  # the next load recovered the earlier run first

@@ -15,6 +15,7 @@ from cert_loader.engine import load_district
 from cert_loader.mark import MARK_SETTING
 from cert_loader.sample import apply_schema
 from cert_loader_tests.fix_district import district_rows
+from cert_loader_tests.fix_pg import leave_prepared
 
 STUDENTS = 20
 _SEQ = itertools.count()
@@ -30,15 +31,6 @@ def mark_of(url: str) -> tuple[str | None, bool]:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute("SELECT current_setting(%s, true), to_regclass('cert_loader.load_decision') IS NOT NULL",
                             (MARK_SETTING,)).fetchone()
-
-
-def leave_prepared(url: str, gid: str) -> None:
-    """A prepared transaction as a crashed load leaves it (the session ends, the transaction stays)."""
-    conn = psycopg.connect(url)
-    conn.tpc_begin(gid)
-    conn.execute("SELECT 1")
-    conn.tpc_prepare()
-    conn.close()
 
 
 def unmark(url: str) -> None:

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
 
-from cert_loader.config import LoaderConfig, PgStoreConfig, redact_url, scrub
+from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.defs.assets import build_cert_asset
 from cert_loader.defs.resources import DATA_KEY, CertDataResource, PostgresStoreResource, resource_key
 from cert_loader.defs.translator import build_specs
@@ -89,7 +89,7 @@ def test_cli_never_prints_a_password(cli, make_district, loader_role, graph_conf
 
 
 def test_driver_messages_are_scrubbed(loader_role, sample_stores):
-    """At the source: the connection error of PgStore, the config's repr, redact_url on odd conninfo forms."""
+    """At the source: the connection error of PgStore and the config's repr (every conninfo form: test_config.py)."""
     url = bad_percent(loader_role.url(sample_stores["ids"]))
     store = PgStore(PgStoreConfig("ids", url))
     with pytest.raises(Exception) as info:
@@ -97,13 +97,6 @@ def test_driver_messages_are_scrubbed(loader_role, sample_stores):
     assert "invalid percent-encoded token" in str(info.value)
     assert_clean([str(info.value), repr(PgStoreConfig("ids", url)), repr(LoaderConfig(".", {"ids": PgStoreConfig("ids", url)}))],
                  loader_role.password)
-    pw = loader_role.password
-    for conninfo, secret in ((f"host=127.0.0.1 password={pw} user=x", pw),
-                             (f"host=127.0.0.1 password = '{pw} x' user=x", f"{pw} x"),
-                             (f"postgresql://x@h/db?sslmode=disable&password={pw}", pw),
-                             (f"postgresql://x:{pw}@[::1/db", pw)):
-        assert pw not in redact_url(conninfo), conninfo
-        assert pw not in scrub(f'error: "{conninfo}" and "{secret}"', conninfo), conninfo
 
 
 @pytest.fixture(scope="module")

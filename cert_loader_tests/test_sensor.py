@@ -104,10 +104,27 @@ def test_scan_says_why(tmp_path) -> None:
     log = type("Log", (), {"info": lambda self, m: lines.append(m), "warning": lambda self, m: lines.append(m)})()
     new, requests, cursor = scan(tmp_path, {}, log)
     assert (new, requests, sorted(cursor)) == (["a", "c"], [], ["a", "c"])
-    assert lines[0] == "a: skipped: validation FAILED with 2 error(s); nothing requested"
+    assert lines[0].startswith("a: skipped: validation of district a did not pass (overall_status FAILED, 2 error(s))")
+    assert lines[0].endswith("; no run requested")
     assert lines[1].startswith("b: ") and lines[1].endswith("is not a complete report yet (JSONDecodeError: "
                                                               "Expecting value: line 1 column 17 (char 16)); retrying next tick")
     assert lines[2].startswith("c: skipped: ") and "is for district 'zzz'" in lines[2]
+
+
+def test_report_that_proves_no_clean_validation_adds_the_partition_only(tmp_path) -> None:
+    """The sensor uses the load's own gate (it fails closed): no summary, no total_errors, no district_id."""
+    write_report(tmp_path, "nosum", text=json.dumps({"district_id": "nosum", "overall_status": "PASSED"}))
+    write_report(tmp_path, "noerr", text=json.dumps({"district_id": "noerr", "overall_status": "PASSED",
+                                                      "summary": {"total_warnings": 0}}))
+    write_report(tmp_path, "noid", text=json.dumps({"overall_status": "PASSED", "summary": {"total_errors": 0}}))
+    lines: list[str] = []
+    log = type("Log", (), {"info": lambda self, m: lines.append(m), "warning": lambda self, m: lines.append(m)})()
+    new, requests, cursor = scan(tmp_path, {}, log)
+    assert (new, requests, sorted(cursor)) == (["noerr", "noid", "nosum"], [], ["noerr", "noid", "nosum"])
+    assert "has no summary.total_errors" in lines[0] and lines[0].startswith("noerr: skipped: ")
+    assert "has no district_id (expected 'noid')" in lines[1]
+    assert "has no summary, so it does not prove zero errors" in lines[2]
+    assert all(line.endswith("; no run requested") for line in lines)
 
 
 @pytest.mark.usefixtures("no_prepared_left")

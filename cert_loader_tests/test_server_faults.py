@@ -10,8 +10,8 @@ import time
 import pytest
 
 from cert_loader.testing.arcadedb import start_arcadedb
+from cert_loader_tests.fix_cli import cli_env
 from cert_loader_tests.fix_district import store_snapshot
-from cert_loader_tests.test_faults import _env
 
 PAUSE = "8"
 
@@ -40,7 +40,7 @@ def _nothing_of(sample_stores, district) -> bool:
 
 def test_postgres_restarted_mid_load(make_district, sample_stores, data_root, no_prepared_left):
     district = make_district(students=400)
-    env = _env(sample_stores, data_root)
+    env = cli_env(sample_stores, data_root)
     proc = _start_paused_load(district, env, "mid-copy:hcp1:public.visit")
     cluster = os.listdir("/etc/postgresql")[0]
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True, timeout=120)
@@ -60,7 +60,7 @@ def test_graph_server_killed_mid_load(make_district, sample_stores, data_root, t
 
         graph = GraphConfig(server.bolt_uri, server.user, server.password, server.database)
         district = make_district(students=200)
-        env = _env(sample_stores, data_root, graph)
+        env = cli_env(sample_stores, data_root, graph)
         proc = _start_paused_load(district, env, "graph-begun")
         server.stop()
         out, err = proc.communicate(timeout=180)
@@ -74,7 +74,7 @@ def test_graph_server_killed_mid_load(make_district, sample_stores, data_root, t
 
         with GraphStore(graph) as store:
             assert not any(store.counts(district)["nodes"].values())
-        env = _env(sample_stores, data_root, graph)
+        env = cli_env(sample_stores, data_root, graph)
         rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores",
                                 "ids,hcp1,hcp2,adb,sp"], env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cert_loader.engine import LoadOptions, load_district, unload_district
-from cert_loader_tests.fix_district import store_snapshot
-from cert_loader_tests.test_bad_inputs import rewrite, set_value
-from cert_loader_tests.test_bulk_fk import checks
+from cert_loader_tests.fix_district import check_rows, rewrite, set_value, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 
@@ -21,7 +19,7 @@ def test_parallel_and_sequential_loads_agree(pg_config, make_district, sample_st
     sequential = load_district(pg_config(), district, LoadOptions(parallel=False))
     assert sequential.status == "SUCCESS", sequential.error
     assert store_snapshot(sample_stores, district) == rows
-    assert checks(parallel) == checks(sequential)
+    assert check_rows(parallel) == check_rows(sequential)
     assert {s: r.records_loaded for s, r in parallel.stores.items()} == {
         s: r.records_loaded for s, r in sequential.stores.items()}
     assert all(s.transaction == "PREPARED-then-COMMITTED" for s in parallel.stores.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cert_loader.bench.workload import _admin_db, _drop_db, _product_load, make_workload
 from cert_loader.bench.run import SECTIONS, render, run_bench
 
-__all__ = ["SECTIONS", "_admin_db", "_drop_db", "_product_load", "make_workload", "render", "run_bench"]
+__all__ = ["SECTIONS", "render", "run_bench"]

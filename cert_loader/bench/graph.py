@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from cert_loader.config import GraphConfig
 from cert_loader.graph_input import GraphInput, read_graph_input
 from cert_loader.stores.graph import GraphStore
+from cert_loader.verify.graph import verify_graph
 
 BATCH = 10_000
 
@@ -46,7 +47,7 @@ def product(store: GraphStore, data: GraphInput) -> float:
     tx = store.begin(data.district, "bench-" + secrets.token_hex(4))
     try:
         tx.load(data, "insert")
-        failed = [c for c in tx.verify(data) if not c.passed]
+        failed = [c for c in verify_graph(tx.cypher, data, "insert") if not c.passed]
         assert not failed, failed
         tx.commit({"bench": True})
     finally:
@@ -98,8 +99,7 @@ def measure_graph(config: GraphConfig, nodes: int, rels: int, repeat: int, work:
     """Product and both raw shapes, ``repeat`` rounds in rotating order; each run on a fresh district, unloaded after."""
     from cert_loader.bench.relational import rotated, summary
 
-    store = GraphStore(config)
-    try:
+    with GraphStore(config) as store:
         def fresh(tag: str) -> GraphInput:
             district = f"bench-{tag}-{secrets.token_hex(3)}"
             n, r = write_graph(work / district, district, nodes, rels)
@@ -123,8 +123,6 @@ def measure_graph(config: GraphConfig, nodes: int, rels: int, repeat: int, work:
                 store.unload(data.district)
             say(f"graph round {i + 1}/{repeat}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
         store.unload(warm.district)
-    finally:
-        store.close()
     items = nodes + rels
     out: dict[str, Any] = {"nodes": nodes, "relationships": rels}
     for what, ts in times.items():

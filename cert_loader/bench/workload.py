@@ -17,6 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from cert_loader.testing import databases
+from cert_loader.testing.databases import drop_database  # noqa: F401 - bench.relational and bench.e2e import it from here
+
 # The workload of DESIGN.md section 10: a child table, 12 columns, an FK to a 500-row parent.
 CHILD_DDL = """
 CREATE TABLE bench_parent (district_id text NOT NULL, parent_id int NOT NULL, name text NOT NULL,
@@ -70,42 +73,9 @@ def make_workload(root: Path, district: str, rows: int) -> None:
     writer.close()
 
 
-def database_url(admin_url: str, name: str) -> str:
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
 def create_database(admin_url: str, name: str, ddl: str | None = CHILD_DDL, *, mark: bool = True) -> str:
-    """A fresh database ``name`` (marked as a CERT store, with ``ddl``); returns its URL."""
-    from cert_loader.mark import mark_statements
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url(admin_url, name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        if mark:
-            for statement in mark_statements(name):
-                conn.execute(statement)
-        if ddl:
-            conn.execute(ddl)
-    return url
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for (gid,) in conn.execute("SELECT gid FROM pg_prepared_xacts WHERE database = %s", (name,)).fetchall():
-            with psycopg.connect(database_url(admin_url, name), autocommit=True) as db:
-                db.tpc_rollback(gid)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-# Kept for the scale test's imports.
-def _admin_db(admin_url: str, name: str) -> str:
-    return create_database(admin_url, name)
-
-
-def _drop_db(admin_url: str, name: str) -> None:
-    drop_database(admin_url, name)
+    """A fresh database ``name`` (marked as a CERT store) with the bench tables unless told otherwise; returns its URL."""
+    return databases.create_database(admin_url, name, ddl, mark=mark)
 
 
 _CHILD = """
@@ -137,9 +107,6 @@ def product_load(url: str, root: Path, district: str, strategy: str = "insert", 
     if data["report"]["overall_status"] != "SUCCESS":
         raise RuntimeError(f"the load failed: {data['report'].get('error')}")
     return data["elapsed"], data["rss"], data["report"]
-
-
-_product_load = product_load
 
 
 class ChildTable:

@@ -22,6 +22,7 @@ def no_manifest_hint(path: Path) -> str:
 def build_definitions(manifest_path: Path, *, resources: dict | None = None) -> dg.Definitions:
     """Everything from one manifest file; no database is touched. An absent manifest gives zero CERT assets."""
     from cert_loader.defs.assets import build_cert_asset
+    from cert_loader.defs.recovery import build_recovery_sensor
     from cert_loader.defs.resources import env_resources
     from cert_loader.defs.sensors import build_validation_sensor
     from cert_loader.defs.translator import build_specs
@@ -48,7 +49,7 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None) -> 
     return dg.Definitions(
         assets=[asset],
         jobs=[job],
-        sensors=[build_validation_sensor(job)],
+        sensors=[build_validation_sensor(job), build_recovery_sensor(stores)],
         executor=dg.in_process_executor,
         resources=resources if resources is not None else env_resources(stores),
         metadata={"cert_loader/manifest": str(manifest_path), "cert_loader/manifest_written_at": manifest.written_at},

@@ -63,9 +63,10 @@ def _result(key: dg.AssetKey, name: str, items: list[CheckResult]) -> dg.AssetCh
     examples = [e for c in failed for e in c.examples]
     if examples:
         meta["examples"] = dg.MetadataValue.json(examples[:20])
-    if len(items) > 1 or items[0].table.split(":", 1)[0] in GRAPH_CHECKS:
+    if len(items) > 1 or items[0].graph is not None:
         meta["per_label_or_type"] = dg.MetadataValue.json(
-            {c.table.split(":", 1)[-1]: {"passed": c.passed, "expected": c.expected, "actual": c.actual} for c in items}
+            {c.graph.name if c.graph is not None else c.table:
+             {"passed": c.passed, "expected": c.expected, "actual": c.actual} for c in items}
         )
     details = [f"{c.table}: {c.detail}" if len(items) > 1 else c.detail for c in (failed or items) if c.detail]
     return dg.AssetCheckResult(

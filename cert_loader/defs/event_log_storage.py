@@ -25,6 +25,8 @@ from typing import Any
 
 import sqlalchemy.exc
 import sqlalchemy.pool as db_pool
+# Dagster 1.13.27 has no public spelling of ConfigurableClassData (no `dagster.serdes`; `dagster_shared.serdes`
+# lacks it): dagster-postgres imports it from here too, and the subclass takes what its parent takes.
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config

@@ -6,16 +6,16 @@ import dagster as dg
 
 from cert_loader.constants import GRAPH_STORE
 from cert_loader.defs.translator import CertAssets
-from cert_loader.report import LoadReport
+from cert_loader.report import LoadReport, count_sums
 from cert_loader.results import TableResult
 
 
 def table_results(cert: CertAssets, report: LoadReport) -> dict[dg.AssetKey, list[TableResult]]:
-    """Relational tables map one to one; the graph's ``nodes:<Label>`` and ``relationships:<TYPE>`` map to two assets."""
+    """Relational tables map one to one; the graph's labels and types map to its two assets, by their kind."""
     out: dict[dg.AssetKey, list[TableResult]] = {}
     for store, sr in report.stores.items():
         for tr in sr.tables:
-            name = tr.table.split(":", 1)[0] if store == GRAPH_STORE else tr.table
+            name = tr.graph.kind if tr.graph is not None else tr.table
             key = cert.key_of(store, name)
             if key is not None:
                 out.setdefault(key, []).append(tr)
@@ -46,10 +46,7 @@ def materialization_metadata(report: LoadReport, shared: dict, tables: list[Tabl
         "cert_loader/transaction": report.stores[store].transaction,
         **shared,
     }
-    for field in ("inserted", "updated", "deleted", "unchanged"):
-        values = [getattr(t, field) for t in loaded]
-        if all(v is not None for v in values):
-            meta[f"cert_loader/{field}"] = sum(values)
+    meta.update({f"cert_loader/{field}": n for field, n in count_sums(loaded).items()})
     counts = [c.actual for t in loaded for c in t.checks if c.check in ("row_count", "node_count", "relationship_count")]
     if counts and all(isinstance(n, int) for n in counts):
         meta["dagster/row_count"] = sum(counts)  # the district's rows after the load, as verified
@@ -58,7 +55,7 @@ def materialization_metadata(report: LoadReport, shared: dict, tables: list[Tabl
         meta["cert_loader/source_file"] = dg.MetadataValue.path(files[0])
     if store == GRAPH_STORE:
         meta["cert_loader/by_label_or_type"] = dg.MetadataValue.json(
-            {t.table.split(":", 1)[1]: t.records_loaded for t in loaded})
+            {t.graph.name: t.records_loaded for t in loaded if t.graph is not None})
     return meta
 
 

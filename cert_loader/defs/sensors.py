@@ -10,7 +10,8 @@ import dagster as dg
 
 from cert_loader.defs.partitions import districts
 from cert_loader.defs.resources import CertDataResource
-from cert_loader.inputs import PASSING_STATUSES
+from cert_loader.errors import InputError
+from cert_loader.inputs import parse_validation_report, validation_gate
 
 SENSOR_NAME = "validation_report_sensor"
 # A re-validated district is loaded again, so the sensor asks for `replace`: it is safe to re-run
@@ -23,7 +24,11 @@ def content_hash(data: bytes) -> str:
 
 
 def scan(root: Path, cursor: dict[str, str], log) -> tuple[list[str], list[dg.RunRequest], dict[str, str]]:
-    """(districts to add, run requests, new cursor). A report that cannot be parsed is left for the next tick."""
+    """(districts to add, run requests, new cursor), judged by the load's own gate (inputs.validation_gate).
+
+    A report that is not complete JSON yet is left for the next tick; a refused one adds the district's
+    partition but requests no run, and is not looked at again until its content changes.
+    """
     seen = dict(cursor)
     new_districts: list[str] = []
     requests: list[dg.RunRequest] = []
@@ -38,26 +43,25 @@ def scan(root: Path, cursor: dict[str, str], log) -> tuple[list[str], list[dg.Ru
         if seen.get(district) == digest:
             continue
         try:
-            report = json.loads(data)
-            status = report["overall_status"]
-            errors = (report.get("summary") or {}).get("total_errors", 0)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.info(f"{district}: {path} is not a complete report yet ({type(exc).__name__}: {exc}); retrying next tick")
+            report = parse_validation_report(data, path, district)
+        except InputError as exc:
+            why = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
+            log.info(f"{district}: {path} is not a complete report yet ({why}); retrying next tick")
             continue
         seen[district] = digest
         new_districts.append(district)
-        if report.get("district_id", district) != district:
-            log.warning(f"{district}: skipped: {path} is for district {report.get('district_id')!r}")
-        elif status not in PASSING_STATUSES or errors:
-            log.info(f"{district}: skipped: validation {status} with {errors} error(s); nothing requested")
-        else:
-            requests.append(dg.RunRequest(
-                run_key=f"{district}:{digest}",
-                partition_key=district,
-                run_config={"ops": {"cert_district_load": {"config": {"strategy": SENSOR_STRATEGY}}}},
-                tags={"district": district, "cert_loader/validation_sha256": digest},
-            ))
-            log.info(f"{district}: validation {status}: requesting a {SENSOR_STRATEGY} load (report {digest})")
+        try:
+            gate = validation_gate(report, path, district)
+        except InputError as exc:
+            log.warning(f"{district}: skipped: {exc}; no run requested")
+            continue
+        requests.append(dg.RunRequest(
+            run_key=f"{district}:{digest}",
+            partition_key=district,
+            run_config={"ops": {"cert_district_load": {"config": {"strategy": SENSOR_STRATEGY}}}},
+            tags={"district": district, "cert_loader/validation_sha256": digest},
+        ))
+        log.info(f"{district}: validation {gate.status}: requesting a {SENSOR_STRATEGY} load (report {digest})")
     return new_districts, requests, seen
 
 

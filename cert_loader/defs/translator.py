@@ -19,6 +19,7 @@ import dagster as dg
 
 from cert_loader.catalog import Table
 from cert_loader.constants import GRAPH_STORE
+from cert_loader.fk_order import acyclic_parents, topological
 from cert_loader.manifest import Manifest, StoreManifest
 
 KEY_PREFIX = "cert"
@@ -77,7 +78,7 @@ def _store_specs(store: str, sm: StoreManifest, out: CertAssets) -> None:
     tables = sorted(sm.cert_tables, key=lambda t: t.qualname)
     keys = _keys(store, tables)
     deps, broken = _fk_deps(tables)
-    for t in _topological(tables, deps):
+    for t in _parents_first(tables, deps):
         key = keys[t.qualname]
         out.tables[key] = (store, t.qualname)
         if broken.get(t.qualname):
@@ -105,20 +106,11 @@ def _fk_deps(tables: list[Table]) -> tuple[dict[str, set[str]], dict[str, list[s
     FK of a cycle is the one dropped, and the same catalog always gives the same graph.
     """
     by_key = {t.key_id: t for t in tables}
-    parents: dict[str, set[str]] = {t.qualname: set() for t in tables}
-    broken: dict[str, list[str]] = {}
     edges = sorted(
         ((fk.deferrable, t.qualname, fk.name, by_key[fk.ref_key].qualname)
          for t in tables for fk in t.foreign_keys if fk.ref_key in by_key and fk.ref_key != t.key_id),
     )
-    for _, child, fk_name, parent in edges:
-        if parent in parents[child]:
-            continue
-        if _reaches(parents, parent, child):
-            broken.setdefault(child, []).append(fk_name)
-            continue
-        parents[child].add(parent)
-    return parents, broken
+    return acyclic_parents([t.qualname for t in tables], ((child, parent, fk) for _, child, fk, parent in edges))
 
 
 def _all_parents(table: Table, tables: list[Table]) -> set[str]:
@@ -126,31 +118,15 @@ def _all_parents(table: Table, tables: list[Table]) -> set[str]:
     return {by_key[fk.ref_key] for fk in table.foreign_keys if fk.ref_key in by_key and fk.ref_key != table.key_id}
 
 
-def _reaches(parents: dict[str, set[str]], start: str, target: str) -> bool:
-    """Whether ``target`` is an ancestor of ``start`` (or ``start`` itself)."""
-    seen, todo = set(), [start]
-    while todo:
-        node = todo.pop()
-        if node == target:
-            return True
-        if node not in seen:
-            seen.add(node)
-            todo.extend(parents[node])
-    return False
-
-
-def _topological(tables: list[Table], parents: dict[str, set[str]]) -> list[Table]:
+def _parents_first(tables: list[Table], parents: dict[str, set[str]]) -> list[Table]:
     """Parents first, ties by name: the order materializations are yielded in."""
-    done: set[str] = set()
-    out: list[Table] = []
-    pending = list(tables)
-    while pending:
-        ready = [t for t in pending if parents[t.qualname] <= done]
-        for t in ready:
-            done.add(t.qualname)
-            out.append(t)
-        pending = [t for t in pending if t.qualname not in done]
-    return out
+    by_name = {t.qualname: t for t in tables}
+    edges = [(by_name[p], t) for t in tables for p in sorted(parents[t.qualname])]
+    return topological(tables, edges, _qualname, _qualname)
+
+
+def _qualname(table: Table) -> str:
+    return table.qualname
 
 
 def describe(store: str, database: str, t: Table) -> str:

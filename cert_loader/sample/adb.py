@@ -28,7 +28,6 @@ ARROW_TYPES: dict[str, dict[str, pa.DataType]] = {
     "objective_score": {"district_id": STR, "student_assessment_id": INT, "objective_code": STR, "raw_score": INT,
                         "mastery": BOOL},
 }
-ORDER = list(ARROW_TYPES)
 
 ITEMS_PER_ASSESSMENT = 8
 

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 
 from cert_loader.sample import adb, graph, hcp, ids
 from cert_loader.sample.rng import derive_seed
-from cert_loader.sample.schema import SAMPLE_STORES
 
 STATUSES = ("PASSED", "PASSED_WITH_WARNINGS", "FAILED")
 

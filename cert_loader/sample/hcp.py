@@ -37,7 +37,6 @@ HCP2_TYPES: dict[str, dict[str, pa.DataType]] = {
     "referral": {"district_id": STR, "referral_id": INT, "student_id": INT, "provider_id": INT, "referred_at": TSTZ,
                  "reason": STR, "urgent": BOOL},
 }
-HCP1_ORDER, HCP2_ORDER = list(HCP1_TYPES), list(HCP2_TYPES)
 
 _NAMESPACE = uuid.UUID("6f1c8a52-3d0e-5b7a-9c41-2e8f0d6b7a13")
 

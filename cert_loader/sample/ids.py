@@ -36,7 +36,6 @@ ARROW_TYPES: dict[str, dict[str, pa.DataType]] = {
                               "event_date": DATE, "event_type": STR, "minutes_absent": INT, "comment": STR,
                               "recorded_at": TSTZ},
 }
-ORDER = list(ARROW_TYPES)
 
 YEAR_START = dt.date(2024, 8, 19)
 CALENDAR_DAYS = 180

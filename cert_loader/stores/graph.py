@@ -17,12 +17,12 @@ from cert_loader.constants import GRAPH_STORE
 from cert_loader.config import GraphConfig
 from cert_loader.errors import InDoubtError, StoreError
 from cert_loader.graph_input import MARKER_LABEL, GraphInput
-from cert_loader.results import CheckResult, TableResult
-from cert_loader.stores.graph_strategies import STRATEGIES, GraphLoader, quoted, run_strategy
+from cert_loader.results import GraphTable, TableResult
+from cert_loader.stores.graph_cypher import GraphCypher, quoted
+from cert_loader.strategies.graph import get_graph_strategy, run_graph_strategy
 
 log = logging.getLogger(__name__)
-STORE = GRAPH_STORE
-EXAMPLES = 5
+# The schemes the driver speaks Bolt over; anything else in CERT_SP_URI is refused before connecting (section 4).
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 # A run marker must not look like district data: no id, no district_id (DESIGN.md section 2).
 _MARKER_FORBIDDEN = ("id", "district_id")
@@ -36,116 +36,78 @@ def _storable(value: Any) -> bool:
         isinstance(v, (str, int, float, bool)) for v in value)
 
 
+def _setting_to_check(exc: Neo4jError | DriverError) -> tuple[str, str]:
+    """What a failed connectivity check found, and which CERT_SP_* setting to look at (DESIGN.md section 4)."""
+    if isinstance(exc, neo4j.exceptions.AuthError):
+        return "authentication failed", "check CERT_SP_USER and CERT_SP_PASSWORD"
+    if isinstance(exc, Neo4jError):
+        return f"{exc.code}: {exc.message}", "check CERT_SP_DATABASE exists on the server"
+    return f"unreachable ({type(exc).__name__})", "check CERT_SP_URI and that the server runs"
+
+
 @contextmanager
 def _mapped(
-    config: GraphConfig, action: str, *, table: str | None = None, district: str | None = None
+    config: GraphConfig, action: str, *, table: str | None = None, district: str | None = None,
+    settings: bool = False,
 ) -> Iterator[None]:
-    """Turn driver errors into StoreError naming the redacted server; never the password (STYLE.md 4)."""
+    """Turn driver errors into StoreError naming the redacted server; never the password (STYLE.md 4).
+
+    ``settings``: the call checks the configuration (``ping``), so the message says which setting to fix.
+    """
     try:
         yield
     except IncompleteCommit as exc:
         raise InDoubtError(
             f"{action}: the connection to {config.redacted()} broke during commit; the outcome is unknown",
-            store=STORE, table=table, district=district,
+            store=GRAPH_STORE, table=table, district=district,
             hint="run `cert-loader recover`: it reads the run marker to learn whether the graph committed",
         ) from exc
     except (Neo4jError, DriverError, OverflowError) as exc:
         transient = isinstance(exc, (TransientError, ServiceUnavailable, SessionExpired))
-        code = getattr(exc, "code", None) or type(exc).__name__
-        text = getattr(exc, "message", None) or str(exc)
-        raise StoreError(
-            f"{action} on {config.redacted()} failed: {code}: {text}", store=STORE, table=table,
-            district=district, transient=transient,
-            hint="retry the load" if transient else None,
-        ) from exc
+        if settings and not isinstance(exc, OverflowError):
+            what, hint = _setting_to_check(exc)
+            message = f"cannot use {config.redacted()}: {what}"
+        else:
+            code = getattr(exc, "code", None) or type(exc).__name__
+            text = getattr(exc, "message", None) or str(exc)
+            message = f"{action} on {config.redacted()} failed: {code}: {text}"
+            hint = "retry the load" if transient else None
+        raise StoreError(message, store=GRAPH_STORE, table=table, district=district, transient=transient,
+                         hint=hint, driver_error=exc) from exc
 
 
 class GraphTransaction:
-    """The load's one explicit transaction: strategy work, verification and the run marker (sections 5-7)."""
+    """The load's one explicit transaction: strategy work and the run marker (sections 5-6); verify.graph checks it."""
 
     def __init__(self, store: "GraphStore", session: neo4j.Session, tx: neo4j.Transaction, district: str, run_id: str):
         self._store, self._session, self._tx = store, session, tx
         self.district, self.run_id = district, run_id
         self.strategy: str | None = None
         self.results: list[TableResult] = []
-        self._loader = GraphLoader(self._run, district)
+        self.cypher = GraphCypher(self._run, district)
 
     @property
     def closed(self) -> bool:
         return self._tx is None
 
-    def _run(self, query: str, table: str | None, **params: Any) -> list[dict[str, Any]]:
+    def _run(self, query: str, table: GraphTable | str | None, **params: Any) -> list[dict[str, Any]]:
+        """One statement; ``table`` (a GraphTable, or ``"marker"``) names the error's place."""
+        name = table.display if isinstance(table, GraphTable) else table
         if self._tx is None:
-            raise StoreError("the graph transaction is already closed", store=STORE, table=table,
+            raise StoreError("the graph transaction is already closed", store=GRAPH_STORE, table=name,
                              district=self.district, hint="begin a new load")
-        with _mapped(self._store.config, "statement", table=table, district=self.district):
+        with _mapped(self._store.config, "statement", table=name, district=self.district):
             return [record.data() for record in self._tx.run(query, params)]
 
     def load(self, data: GraphInput, strategy: str) -> list[TableResult]:
         """Apply ``strategy`` (DESIGN.md section 6): nodes per label in batches, then relationships per type."""
         if data.district != self.district:
             raise StoreError(f"input is for district {data.district!r}, the transaction for {self.district!r}",
-                             store=STORE, district=self.district)
-        if strategy not in STRATEGIES:
-            raise StoreError(f"unknown strategy {strategy!r}", store=STORE, hint=f"choose from {', '.join(STRATEGIES)}")
+                             store=GRAPH_STORE, district=self.district)
+        work = get_graph_strategy(strategy)
         self.strategy = strategy
-        self.results = run_strategy(self._loader, data, strategy)
+        self.results = run_graph_strategy(work, self.cypher, data)
         return self.results
-
-    def verify(self, data: GraphInput) -> list[CheckResult]:
-        """Counts per label and type, and no dangling relationship, inside the transaction (section 7).
-
-        Under upsert the district may hold more than the source: every source node must be there and each
-        type must hold at least the source's relationships.
-        """
-        checks: list[CheckResult] = []
-        upsert = self.strategy == "upsert"
-        graph_labels = self._loader.graph_labels()
-        census = self._loader.rel_census(graph_labels)
-        labels, types = set(data.nodes), set(data.relationships)
-        if self.strategy in ("merge", "replace"):  # the district must equal the source: nothing else may remain
-            labels |= {lab for lab in graph_labels if self._loader.count_nodes(lab)}
-            types |= set(census)
-        for label in sorted(labels):
-            ids = [r["id"] for r in data.nodes.get(label, [])]
-            if upsert:
-                present = {r["id"] for r in self._run(
-                    f"UNWIND $ids AS id MATCH (n:{quoted(label)} {{district_id: $d, id: id}}) RETURN n.id AS id",
-                    f"nodes:{label}", d=self.district, ids=ids)}
-                actual, examples = len(present), sorted(set(ids) - present)[:EXAMPLES]
-            else:
-                actual, examples = self._loader.count_nodes(label), []
-                if actual != len(ids):
-                    examples = sorted(set(self._loader.existing_nodes(label)).symmetric_difference(ids))[:EXAMPLES]
-            passed = actual == len(ids)
-            checks.append(CheckResult(
-                STORE, f"nodes:{label}", "node_count", passed, len(ids), actual,
-                ("every source node present" if upsert else "district nodes of the label")
-                + ("" if passed else f"; expected {len(ids)}, found {actual}; examples: ids missing or extra"),
-                examples,
-            ))
-        for rtype in sorted(types):
-            seen = census.get(rtype, {"count": 0, "end_outside": 0, "start_outside": 0})
-            expected, actual = len(data.relationships.get(rtype, [])), seen["count"] + seen["start_outside"]
-            passed = actual >= expected if upsert else actual == expected
-            examples: list[Any] = []
-            if not passed:
-                src = {(r["start"], r["end"]) for r in data.relationships.get(rtype, [])}
-                have = {(r["start"], r["end"]) for r in self._loader.existing_rels(rtype, graph_labels)}
-                examples = [list(k) for k in sorted(src.symmetric_difference(have))[:EXAMPLES]]
-            checks.append(CheckResult(
-                STORE, f"relationships:{rtype}", "relationship_count", passed, expected, actual,
-                ("at least the source's" if upsert else "district relationships of the type")
-                + ("" if passed else f"; expected {expected}, found {actual}; examples: (start, end) missing or extra"),
-                examples,
-            ))
-            outside = seen["end_outside"] + seen["start_outside"]
-            checks.append(CheckResult(
-                STORE, f"relationships:{rtype}", "dangling", not outside, 0, outside,
-                f"{outside} relationship(s) with an end outside the district" if outside else "",
-                self._loader.dangling(rtype, graph_labels, EXAMPLES) if outside else [],
-            ))
-        return checks
 
     def commit(self, marker: dict[str, Any] | None = None) -> None:
         """Write the run marker and commit: this commit is the load's decision (DESIGN.md section 5, step 3).
@@ -196,7 +158,8 @@ class GraphStore:
         self.schema: dict[str, str] = {}
         scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
         if scheme not in BOLT_SCHEMES:
-            raise StoreError(f"bad URI {config.redacted()}: scheme {scheme or '(none)'!r} is not Bolt", store=STORE,
+            raise StoreError(f"bad URI {config.redacted()}: scheme {scheme or '(none)'!r} is not Bolt",
+                             store=GRAPH_STORE,
                              hint="CERT_SP_URI must be bolt://host:port or neo4j://host:port (section 4)")
         with _mapped(config, "connect"):
             self._driver = neo4j.GraphDatabase.driver(config.uri, auth=(config.user, config.password))
@@ -217,45 +180,35 @@ class GraphStore:
 
     def ping(self) -> str:
         """Check the server answers, the credentials work and the database exists; returns the server agent."""
-        try:
+        with _mapped(self.config, "ping", settings=True):
             self._driver.verify_connectivity()
             agent = self._driver.get_server_info().agent
             self._driver.execute_query("RETURN 1 AS one", database_=self.config.database)
-        except (Neo4jError, DriverError) as exc:
-            if isinstance(exc, neo4j.exceptions.AuthError):
-                what, hint = "authentication failed", "check CERT_SP_USER and CERT_SP_PASSWORD"
-            elif isinstance(exc, Neo4jError):
-                what, hint = f"{exc.code}: {exc.message}", "check CERT_SP_DATABASE exists on the server"
-            else:
-                what, hint = f"unreachable ({type(exc).__name__})", "check CERT_SP_URI and that the server runs"
-            raise StoreError(f"cannot use {self.config.redacted()}: {what}", store=STORE,
-                             transient=isinstance(exc, (TransientError, ServiceUnavailable, SessionExpired)),
-                             hint=hint) from exc
         return agent
 
     def ensure_schema(self, labels: Iterable[str]) -> dict[str, str]:
         """Key constraints (or indexes where refused) per label, before and outside the data transaction.
 
-        Returns ``{"nodes:<Label>": "constraint" | "index", "marker": "index"}``. Neo4j refuses a constraint
-        when duplicates or an equivalent index exist; ArcadeDB accepts composite uniqueness constraints but
-        checks them only at commit. No ``district_id`` index on relationships: one value per district makes
-        it useless for lookups, and on ArcadeDB deleting relationships under such an index took ~0.4 ms each
-        at commit (250k relationships: 100 s instead of 0.1 s).
+        Returns ``{label: "constraint" | "index"}``, the run marker's label included (its ``run_id`` index).
+        Neo4j refuses a constraint when duplicates or an equivalent index exist; ArcadeDB accepts composite
+        uniqueness constraints but checks them only at commit. No ``district_id`` index on relationships: one
+        value per district makes it useless for lookups, and on ArcadeDB deleting relationships under such an
+        index took ~0.4 ms each at commit (250k relationships: 100 s instead of 0.1 s).
         """
         for label in sorted(set(labels)):
             lab = quoted(label)
             try:
                 self._query(f"CREATE CONSTRAINT cert_key_{label} IF NOT EXISTS FOR (n:{lab}) "
                             "REQUIRE (n.district_id, n.id) IS UNIQUE", "create constraint")
-                self.schema[f"nodes:{label}"] = "constraint"
+                self.schema[label] = "constraint"
             except StoreError as exc:
                 log.info("sp: constraint on %s refused (%s); using a composite index", label, exc.reason)
                 self._query(f"CREATE INDEX cert_idx_{label} IF NOT EXISTS FOR (n:{lab}) ON (n.district_id, n.id)",
                             "create index")
-                self.schema[f"nodes:{label}"] = "index"
+                self.schema[label] = "index"
         self._query(f"CREATE INDEX cert_loader_run IF NOT EXISTS FOR (m:{quoted(MARKER_LABEL)}) ON (m.run_id)",
                     "create index")
-        self.schema["marker"] = "index"
+        self.schema[MARKER_LABEL] = "index"
         return dict(self.schema)
 
     def begin(self, district: str, run_id: str) -> GraphTransaction:
@@ -279,14 +232,14 @@ class GraphStore:
         """A small write of its own, retried by the driver on transient errors (DESIGN.md section 9)."""
         with _mapped(self.config, "write", district=district):
             with self._driver.session(database=self.config.database) as session:
-                return session.execute_write(lambda tx: work(GraphLoader(
+                return session.execute_write(lambda tx: work(GraphCypher(
                     lambda q, _table, **p: [r.data() for r in tx.run(q, p)], district)))
 
     def unload(self, district: str) -> int:
         """Delete the district's subgraph (never run markers) in batches, each its own transaction."""
         deleted, started = 0, time.monotonic()
-        for label in self._write(district, lambda loader: loader.graph_labels()):
-            while n := self._write(district, lambda loader: loader.delete_batch(label)):
+        for label in self._write(district, lambda cypher: cypher.graph_labels()):
+            while n := self._write(district, lambda cypher: cypher.delete_batch(label)):
                 deleted += n
         log.info("sp: unloaded %d nodes of district %s in %.1fs", deleted, district, time.monotonic() - started)
         return deleted
@@ -294,14 +247,14 @@ class GraphStore:
     def counts(self, district: str) -> dict[str, dict[str, int]]:
         """Nodes per label and relationships per type of the district (run markers excluded)."""
 
-        def work(loader: GraphLoader) -> dict[str, dict[str, int]]:
-            labels = loader.graph_labels()
-            nodes = {lab: loader.count_nodes(lab) for lab in labels}
-            rels = {t: v["count"] + v["start_outside"] for t, v in loader.rel_census(labels).items()}
+        def work(cypher: GraphCypher) -> dict[str, dict[str, int]]:
+            labels = cypher.graph_labels()
+            nodes = {lab: cypher.count_nodes(lab) for lab in labels}
+            rels = {t: v["count"] + v["start_outside"] for t, v in cypher.rel_census(labels).items()}
             return {"nodes": {k: v for k, v in sorted(nodes.items()) if v},
                     "relationships": {k: v for k, v in sorted(rels.items()) if v}}
 
         with _mapped(self.config, "count", district=district):
             with self._driver.session(database=self.config.database) as session:
-                return session.execute_read(lambda tx: work(GraphLoader(
+                return session.execute_read(lambda tx: work(GraphCypher(
                     lambda q, _table, **p: [r.data() for r in tx.run(q, p)], district)))

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # locks (DESIGN.md section 5, point 5). The key is hashtextextended('cert_loader:' || district).
 LOCK_PREFIX = "cert_loader:"
 
+# The server names a failing COPY row only in the error's context text ("COPY t, line 7, column c: …"); no
+# field of the diagnostics carries it, so the row and column are read from there (for the message, not to match).
 _COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
 # SQLSTATE classes that say "try again later" rather than "the data or the grant is wrong".
@@ -62,7 +64,8 @@ def store_error(store: str, exc: psycopg.Error, table: str | None = None, hint: 
         hint = "load the parent rows first (same load or earlier), or fix the key"
     elif hint is None and isinstance(exc, pgerr.InsufficientPrivilege):
         hint = "grant the loader's role the privilege (see README, Security)"
-    return StoreError(reason, store=store, table=table, transient=isinstance(exc, _TRANSIENT), hint=hint, details=details)
+    return StoreError(reason, store=store, table=table, transient=isinstance(exc, _TRANSIENT), hint=hint,
+                      details=details, driver_error=exc)
 
 
 @contextlib.contextmanager
@@ -97,6 +100,7 @@ class PgStore:
                 store=self.name,
                 transient=True,
                 hint=f"check CERT_{self.name.upper()}_URL and that the server is up",
+                driver_error=exc,
             ) from exc
         return self.conn
 

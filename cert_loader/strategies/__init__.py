@@ -1,4 +1,4 @@
-"""The four load strategies of DESIGN.md section 6, one module each, behind one small interface."""
+"""The relational load strategies of DESIGN.md section 6, one module each, behind one small interface; the graph's are in `strategies/graph/`."""
 
 from __future__ import annotations
 

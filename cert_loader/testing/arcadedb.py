@@ -117,13 +117,6 @@ class ArcadeServer:
     _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
     _stopped: bool = field(default=False, repr=False, compare=False)
 
-    @property
-    def log_path(self) -> Path:
-        return self.root_dir / LOG_NAME
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _log_tail(self.log_path, lines)
-
     def env(self) -> dict[str, str]:
         """The ``CERT_SP_*`` variables that point the loader at this server (DESIGN.md section 4)."""
         return {
@@ -167,6 +160,27 @@ def _bolt_ready(bolt_uri: str, password: str, database: str) -> bool:
         return False
 
 
+def _server_command(root_dir: Path, password: str, database: str, bolt_port: int, http_port: int,
+                    heap: str) -> list[str]:
+    """The JVM command line of a development-mode server with the Bolt plugin, bound to 127.0.0.1."""
+    pkg = _package_dir()
+    return [
+        str(pkg / "jre" / "bin" / "java"), f"-Xmx{heap}", "--add-modules", "jdk.incubator.vector",
+        "-Darcadedb.server.mode=development",
+        f"-Darcadedb.server.rootPath={root_dir}",
+        f"-Darcadedb.server.databaseDirectory={root_dir / 'databases'}",
+        f"-Darcadedb.server.rootPassword={password}",
+        "-Darcadedb.server.httpIncomingHost=127.0.0.1",
+        f"-Darcadedb.server.httpIncomingPort={http_port}",
+        "-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
+        "-Darcadedb.bolt.host=127.0.0.1",
+        f"-Darcadedb.bolt.port={bolt_port}",
+        f"-Darcadedb.server.defaultDatabases={database}[root]",
+        "-cp", str(pkg / "jars" / "*"),
+        "com.arcadedb.server.ArcadeDBServer",
+    ]
+
+
 def start_arcadedb(
     root_dir: Path,
     *,
@@ -182,25 +196,9 @@ def start_arcadedb(
         raise ValueError("arcadedb: the root password must have at least 8 characters")
     root_dir = Path(root_dir).resolve()
     root_dir.mkdir(parents=True, exist_ok=True)
-    pkg = _package_dir()
-    java = pkg / "jre" / "bin" / "java"
     free = _free_ports(2)
     bolt_port, http_port = bolt_port or free[0], http_port or free[1]
-    cmd = [
-        str(java), f"-Xmx{heap}", "--add-modules", "jdk.incubator.vector",
-        "-Darcadedb.server.mode=development",
-        f"-Darcadedb.server.rootPath={root_dir}",
-        f"-Darcadedb.server.databaseDirectory={root_dir / 'databases'}",
-        f"-Darcadedb.server.rootPassword={password}",
-        "-Darcadedb.server.httpIncomingHost=127.0.0.1",
-        f"-Darcadedb.server.httpIncomingPort={http_port}",
-        "-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
-        "-Darcadedb.bolt.host=127.0.0.1",
-        f"-Darcadedb.bolt.port={bolt_port}",
-        f"-Darcadedb.server.defaultDatabases={database}[root]",
-        "-cp", str(pkg / "jars" / "*"),
-        "com.arcadedb.server.ArcadeDBServer",
-    ]
+    cmd = _server_command(root_dir, password, database, bolt_port, http_port, heap)
     log_path = root_dir / LOG_NAME
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

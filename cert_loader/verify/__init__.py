@@ -5,6 +5,7 @@ subgraph (nodes per label, relationships per type, nothing dangling).
 """
 
 from cert_loader.verify.examples import EXAMPLES
+from cert_loader.verify.graph import verify_graph
 from cert_loader.verify.tables import verify_table
 
-__all__ = ["EXAMPLES", "verify_table"]
+__all__ = ["EXAMPLES", "verify_graph", "verify_table"]
