@@ -89,3 +89,32 @@ def set_value(table: pa.Table, column: str, row: int, value, type_=None) -> pa.T
 def check_rows(report) -> list[tuple]:
     """A report's checks as comparable tuples (two loads that verified the same give equal lists)."""
     return [(c.store, c.table, c.check, c.passed, c.expected, c.actual, c.detail) for c in report.checks]
+
+
+def prepared(pg_admin, sample_stores, district: str) -> list[str]:
+    """The district's prepared transactions (gids) in the session's stores."""
+    names = [u.rsplit("/", 1)[1] for u in sample_stores.values()]
+    rows = pg_admin.execute("SELECT gid FROM pg_prepared_xacts WHERE database = ANY(%s) AND gid LIKE %s",
+                            (names, f"cert_loader|%|{district}")).fetchall()
+    return sorted(gid for (gid,) in rows)
+
+
+def graph_nodes(graph_config, district: str) -> int:
+    """The district's nodes in the graph, all labels."""
+    from cert_loader.stores.graph import GraphStore
+
+    with GraphStore(graph_config) as graph:
+        return sum(graph.counts(district)["nodes"].values())
+
+
+def file_rows(tables: dict[str, dict[str, int]], data_root: Path, district: str) -> dict[str, dict[str, int]]:
+    """Each table's rows in the district's source files (0 for a table the district has no file of)."""
+    paths = DistrictPaths(data_root, district)
+    out: dict[str, dict[str, int]] = {}
+    for store, names in tables.items():
+        out[store] = {}
+        for qual in names:
+            files = [paths.source_file(store, c) for c in (qual, qual.split(".", 1)[1])]
+            found = [f for f in files if f.is_file()]
+            out[store][qual] = pq.read_metadata(found[0]).num_rows if found else 0
+    return out

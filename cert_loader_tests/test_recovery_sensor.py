@@ -8,7 +8,6 @@ from typing import Iterator
 
 import dagster as dg
 import psycopg
-import pyarrow.parquet as pq
 import pytest
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
@@ -16,12 +15,10 @@ from cert_loader.defs import build_definitions
 from cert_loader.defs.recovery import SENSOR_NAME, recovery_settings
 from cert_loader.defs.resources import GraphStoreResource, resource_key
 from cert_loader.errors import ConfigError
-from cert_loader.inputs import DistrictPaths
 from cert_loader.manifest import snapshot, write_manifest
-from cert_loader.stores.graph import GraphStore
 from cert_loader.stores.postgres import LOCK_PREFIX
 from cert_loader_tests.dagster_support import instance_with, pg_resources
-from cert_loader_tests.fix_district import store_snapshot
+from cert_loader_tests.fix_district import file_rows, graph_nodes, prepared, store_snapshot
 from cert_loader_tests.fix_cli import cli_env, kill_at
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
@@ -44,18 +41,6 @@ def tick(defs: dg.Definitions):
         return sensor.evaluate_tick(context)
 
 
-def prepared(pg_admin, sample_stores, district: str) -> list[str]:
-    names = [u.rsplit("/", 1)[1] for u in sample_stores.values()]
-    rows = pg_admin.execute("SELECT gid FROM pg_prepared_xacts WHERE database = ANY(%s) AND gid LIKE %s",
-                            (names, f"cert_loader|%|{district}")).fetchall()
-    return sorted(gid for (gid,) in rows)
-
-
-def graph_nodes(graph_config, district: str) -> int:
-    with GraphStore(graph_config) as graph:
-        return sum(graph.counts(district)["nodes"].values())
-
-
 def killed_after_decision(make_district, sample_stores, data_root, graph_config, pg_admin) -> tuple[str, dict]:
     """A real five-store load SIGKILLed right after the graph commit: decided, every PostgreSQL store still prepared."""
     district = make_district(students=60)
@@ -64,19 +49,6 @@ def killed_after_decision(make_district, sample_stores, data_root, graph_config,
     now = store_snapshot(sample_stores, district)
     assert not any(n for tables in now.values() for n in tables.values()), "rows visible before COMMIT PREPARED"
     return district, file_rows(now, data_root, district)
-
-
-def file_rows(tables: dict[str, dict[str, int]], data_root: Path, district: str) -> dict[str, dict[str, int]]:
-    """Each table's rows in the district's source files (0 for a table the district has no file of)."""
-    paths = DistrictPaths(data_root, district)
-    out: dict[str, dict[str, int]] = {}
-    for store, names in tables.items():
-        out[store] = {}
-        for qual in names:
-            files = [paths.source_file(store, c) for c in (qual, qual.split(".", 1)[1])]
-            found = [f for f in files if f.is_file()]
-            out[store][qual] = pq.read_metadata(found[0]).num_rows if found else 0
-    return out
 
 
 @contextlib.contextmanager
