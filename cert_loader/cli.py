@@ -1,4 +1,4 @@
-"""The `cert-loader` command: plan, load, unload, recover, mark, grants, snapshot, register and sample — a thin shell over the engine."""
+"""The `cert-loader` command: plan, load, restore, backups, unload, recover, mark, grants, snapshot, register and sample — a thin shell over the engine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from cert_loader.config import LoaderConfig
-from cert_loader.constants import ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, PG_STORES, STRATEGIES
+from cert_loader.config import LoaderConfig, backup_enabled
+from cert_loader.constants import (
+    ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, DEFAULT_VERIFY, PG_STORES, STRATEGIES, VERIFY_MODES,
+)
 from cert_loader.errors import CertLoaderError
 
 log = logging.getLogger("cert_loader")
@@ -27,14 +29,25 @@ def _config(args) -> LoaderConfig:
     return LoaderConfig.from_env(os.environ, data_root=getattr(args, "data_root", None), stores=_stores(getattr(args, "stores", None)))
 
 
+def _readers(config: LoaderConfig) -> dict:
+    """The PostgreSQL stores outside --stores whose URL is set: cross-store references read their committed rows."""
+    from cert_loader.config import PgStoreConfig
+
+    urls = {n: os.environ.get(f"CERT_{n.upper()}_URL", "").strip() for n in PG_STORES if n not in config.pg}
+    return {n: PgStoreConfig(n, url) for n, url in urls.items() if url}
+
+
 def cmd_load(args) -> int:
     from cert_loader.engine import LoadOptions, load_district
     from cert_loader.progress import TerminalProgress
     from cert_loader.report import render_summary
 
     config = _config(args)
+    backup = backup_enabled(os.environ) if args.backup is None else args.backup
     options = LoadOptions(strategy=args.strategy, strict=args.strict, atomic=args.atomic, progress=TerminalProgress(),
-                          bulk_fk=args.bulk_fk, **({} if args.parallel is None else {"parallel": args.parallel}))
+                          bulk_fk=args.bulk_fk, readers=_readers(config), verify=args.verify,
+                          backup=backup, keep=args.keep,
+                          **({} if args.parallel is None else {"parallel": args.parallel}))
     try:
         report = load_district(config, args.district, options)
     except KeyboardInterrupt:  # the engine rolled back (or, after the decision, completed) and wrote the report
@@ -60,12 +73,64 @@ def cmd_load(args) -> int:
     return 0 if report.status == "SUCCESS" else 1
 
 
+def cmd_restore(args) -> int:
+    from cert_loader.backup.restore import restore_district
+    from cert_loader.engine import LoadOptions
+    from cert_loader.progress import TerminalProgress
+    from cert_loader.report import render_summary
+
+    config = _config(args)
+    report = restore_district(config, args.district, args.run, force=args.force,
+                              options=LoadOptions(progress=TerminalProgress(), readers=_readers(config)))
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str) if args.json
+          else render_summary(report))
+    return 0 if report.status == "SUCCESS" else 1
+
+
+def cmd_backups(args) -> int:
+    from cert_loader.backup.catalogue import list_backups, prune_backups
+    from cert_loader.backup.restore import live_catalogs
+    from cert_loader.errors import ConfigError
+
+    root = Path(args.data_root or os.environ.get("CERT_DATA_ROOT") or ".")
+    if args.prune is not None:
+        for run_id in prune_backups(root, args.district, args.prune):
+            print(f"removed {run_id}", file=sys.stderr)
+    try:
+        catalogs = live_catalogs(_config(args))  # columns checked against the live tables where reachable
+    except (ConfigError, CertLoaderError) as exc:
+        catalogs = None
+        log.warning("backups are checked without the live catalogs (%s)", exc)
+    infos = list_backups(root, args.district, catalogs)
+    if args.json:
+        print(json.dumps([b.to_json() for b in infos], indent=2, ensure_ascii=False))
+        return 0
+    if not infos:
+        print(f"no backups of district {args.district} under {root / 'data' / 'backups' / args.district}")
+        return 0
+    print(f"{'RUN':<34} {'TIME':<27} {'STRATEGY':<9} {'ROWS':>10} {'SIZE':>10}  RESTORABLE")
+    for b in infos:
+        state = ("yes" + ("" if b.committed else " (its load is not in the history: it may not have committed)")
+                 if b.restorable else f"no: {b.why_not}")
+        print(f"{b.run_id:<34} {b.created_at:<27} {b.strategy or '-':<9} {b.rows:>10,} {_size(b.bytes):>10}  {state}")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 def cmd_plan(args) -> int:
     from cert_loader.engine import LoadOptions, plan_district
     from cert_loader.plan_view import render_plan
 
     config = _config(args)
-    pf = plan_district(config, args.district, LoadOptions(strategy=args.strategy, strict=args.strict, bulk_fk=args.bulk_fk))
+    pf = plan_district(config, args.district, LoadOptions(strategy=args.strategy, strict=args.strict, bulk_fk=args.bulk_fk,
+                                                          readers=_readers(config)))
     try:
         print(render_plan(pf, as_json=args.json))
         return 0 if not pf.plan.problems else 1
@@ -77,7 +142,7 @@ def cmd_unload(args) -> int:
     from cert_loader.engine import unload_district
 
     config = _config(args)
-    deleted = unload_district(config, args.district)
+    deleted = unload_district(config, args.district, readers=_readers(config))
     for store, tables in deleted.items():
         total = sum(tables.values())
         print(f"{store.upper():5} deleted {total:,} rows/nodes of district {args.district}")
@@ -212,11 +277,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
                    help="load the stores (and the graph) side by side in threads (default: see README)")
+    p.add_argument("--verify", choices=VERIFY_MODES, default=DEFAULT_VERIFY,
+                   help="counts: row counts and FKs (default); content: also every value of every loaded table "
+                        "against its file, inside the transaction (measured: ~2.7 s per 1M rows of 14 mixed "
+                        "columns, ~1.6 s over the seed district's 750k rows; README)")
+    p.add_argument("--backup", action=argparse.BooleanOptionalAction, default=None,
+                   help="first write the district's current rows and subgraph to data/backups/D/<run id>/, so "
+                        "`cert-loader restore` can undo this load (default: $ENABLE_CERT_BACKUP; README, Undo)")
+    p.add_argument("--keep", type=int, metavar="N",
+                   help="with --backup: after the commit keep only the newest N backups of the district (default: all)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
     p.add_argument("--report-to-dagster", action=argparse.BooleanOptionalAction, default=None,
                    help="after a committed load, report its materializations and check results to the Dagster "
                         "instance at $DAGSTER_HOME (default: when DAGSTER_HOME is set)")
     p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("restore", help="undo loads: put back the pre-image a load with --backup wrote, all stores together")
+    common(p)
+    p.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose backup to restore (`cert-loader backups D`)")
+    p.add_argument("--force", action="store_true", help="restore even though later loads of the district committed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("backups", help="list a district's backups (run, time, strategy, rows, size, restorable)")
+    common(p)
+    p.add_argument("--prune", type=int, metavar="N", help="remove all but the newest N backups")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backups)
 
     p = sub.add_parser("plan", help="pre-flight only: show what a load would do; nothing is written")
     common(p)

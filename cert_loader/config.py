@@ -164,3 +164,19 @@ class LoaderConfig:
                 hint="export a libpq URL for each selected store, or pass --stores to load fewer stores",
             )
         return cls(data_root=root, pg=pg, graph=graph)
+
+
+# The seed's switch for the pre-load backup (DESIGN.md section 5, point 5): `--backup` without the flag.
+BACKUP_SWITCH = "ENABLE_CERT_BACKUP"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def backup_enabled(env: Mapping[str, str]) -> bool:
+    """Whether ENABLE_CERT_BACKUP asks for a backup before every load; a value that is neither yes nor no is refused."""
+    value = env.get(BACKUP_SWITCH, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{BACKUP_SWITCH}={env.get(BACKUP_SWITCH)!r} is neither true nor false",
+                      hint=f"set {BACKUP_SWITCH}=true or false (or unset it)")

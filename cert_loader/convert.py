@@ -20,10 +20,10 @@ from pgpq.schema import Jsonb
 from cert_loader.catalog import Column
 from cert_loader.errors import CatalogError, InputError
 
-_INTS = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "oid": pa.int64()}
-_FLOATS = {"float4": pa.float32(), "float8": pa.float64()}
+INT_TYPES = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "oid": pa.int64()}
+FLOAT_TYPES = {"float4": pa.float32(), "float8": pa.float64()}
 # Types whose binary wire format is their text: Arrow strings go through unchanged.
-_TEXTUAL = {"text", "varchar", "bpchar", "name", "json", "citext", "xml"}
+TEXTUAL_TYPES = {"text", "varchar", "bpchar", "name", "json", "citext", "xml"}
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -34,7 +34,7 @@ def _is_number(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def _numeric_type(column: Column, source: pa.DataType) -> pa.DataType:
+def numeric_type(column: Column, source: pa.DataType) -> pa.DataType:
     """numeric(p,s) → decimal128(p,s); unconstrained numeric keeps the source's scale."""
     if column.typmod >= 4:
         mod = column.typmod - 4
@@ -67,15 +67,15 @@ def plan_column(store: str, table: str, field: pa.Field, column: Column) -> Colu
     src, base = field.type, column.base_type
     target: pa.DataType | None = None
     kind = "cast"
-    if base in _INTS and (_is_number(src) or _is_string(src)):
-        target = _INTS[base]
-    elif base in _FLOATS and (_is_number(src) or _is_string(src)):
-        target = _FLOATS[base]
+    if base in INT_TYPES and (_is_number(src) or _is_string(src)):
+        target = INT_TYPES[base]
+    elif base in FLOAT_TYPES and (_is_number(src) or _is_string(src)):
+        target = FLOAT_TYPES[base]
     elif base == "numeric" and (_is_number(src) or _is_string(src)):
-        target = _numeric_type(column, src)
+        target = numeric_type(column, src)
     elif base == "bool" and pa.types.is_boolean(src):
         target = pa.bool_()
-    elif (base in _TEXTUAL or column.type_kind == "e") and (
+    elif (base in TEXTUAL_TYPES or column.type_kind == "e") and (
         _is_string(src) or pa.types.is_integer(src) or pa.types.is_decimal(src) or pa.types.is_boolean(src)
     ):
         target = src if _is_string(src) else pa.string()
@@ -155,9 +155,12 @@ class BatchConverter:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 idx = _first_failing(arr, conv.target)
                 raise self._fail(conv, first_row + idx, original[idx].as_py(), f"cannot be converted exactly ({exc})") from exc
-            if not _is_string(arr.type) and (_is_number(conv.target) or pa.types.is_date(conv.target)):
+            # The safe cast from a decimal to an integer already refuses a fractional part and an out-of-range
+            # value; the round trip cannot even be made (an int64 needs a decimal of precision 19).
+            exact = _is_string(arr.type) or (pa.types.is_decimal(arr.type) and pa.types.is_integer(conv.target))
+            if not exact and (_is_number(conv.target) or pa.types.is_date(conv.target)):
                 back = pc.cast(out, arr.type, safe=False)
-                differs = pc.fill_null(pc.not_equal(back, arr), False)
+                differs = _changed(back, arr)
                 if pc.any(differs).as_py():
                     idx = _first_true(differs)
                     raise self._fail(conv, first_row + idx, arr[idx].as_py(), f"would change to {out[idx].as_py()!r}")
@@ -204,6 +207,18 @@ class BatchConverter:
                 cls = LargeStringEncoderBuilder if pa.types.is_large_string(field.type) else StringEncoderBuilder
                 builders[field.name] = cls.new_with_output(field, Jsonb())
         return ArrowToPostgresBinaryEncoder.new_with_encoders(schema, builders)
+
+
+def _changed(back: pa.Array, arr: pa.Array) -> pa.Array:
+    """Where the round-tripped value differs from the source; null means unchanged.
+
+    NaN never equals itself, yet it (like ±inf) converts exactly between float widths, so a NaN that
+    came back as NaN is unchanged.
+    """
+    differs = pc.not_equal(back, arr)
+    if pa.types.is_floating(arr.type):
+        differs = pc.and_kleene(differs, pc.invert(pc.and_kleene(pc.is_nan(arr), pc.is_nan(back))))
+    return pc.fill_null(differs, False)
 
 
 def _first_true(mask: pa.Array) -> int:

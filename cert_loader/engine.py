@@ -6,10 +6,11 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 from pathlib import Path
 
-from cert_loader.config import LoaderConfig
-from cert_loader.constants import ATOMIC_MODES, DEFAULT_STRATEGY, GRAPH_STORE
+from cert_loader.config import LoaderConfig, PgStoreConfig
+from cert_loader.constants import ATOMIC_MODES, DEFAULT_STRATEGY, DEFAULT_VERIFY, GRAPH_STORE, VERIFY_MODES
 from cert_loader.errors import CertLoaderError, ConfigError, InDoubtError, VerificationError
 from cert_loader.faults import checkpoint, release_pauses
 from cert_loader.inputs import DistrictPaths, check_district_name
@@ -21,8 +22,11 @@ from cert_loader.store_context import StoreContext
 from cert_loader.bulk_fk import BulkFkPlan, plan_bulk_fk
 from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
 from cert_loader.verify import verify_graph
+from cert_loader.verify.cross_store import attach_results, check_load, plan_references, raise_for_failures
 from cert_loader.progress import LockedProgress, NoProgress, Progress, TableCounter
 from cert_loader.store_load import StoreJob, load_store, run_side_by_side
+from cert_loader.backup import BackupRun
+from cert_loader.backup.catalogue import prune_backups, record_load
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,17 @@ class LoadOptions:
     manifest: Path | None = None  # the schema manifest to check the live catalogs against (Dagster)
     bulk_fk: bool = False  # take the loaded tables' FKs off and re-add them in the transaction (bulk_fk.py)
     parallel: bool = PARALLEL_DEFAULT  # load the stores (and the graph) in parallel threads
+    verify: str = DEFAULT_VERIFY  # counts, or content too: every value against the file (constants.VERIFY_MODES)
+    # Stores outside the load that cross-store references read, as committed (verify/cross_store.py).
+    readers: dict[str, PgStoreConfig] = field(default_factory=dict)
+    # Undo (DESIGN.md section 5, point 5): write the district's pre-image to data/backups/D/<run id>/ first;
+    # after a committed load keep only the newest ``keep`` backups (None: all).
+    backup: bool = False
+    keep: int | None = None
+    # Where the report, the backups and the load history go when the inputs live elsewhere (a restore's
+    # inputs are its backup); None: the config's data root.
+    home: Path | None = None
+    restored_run: str | None = None  # a restore of this run's backup: the report says strategy "restore"
 
 
 def new_run_id() -> str:
@@ -54,8 +69,9 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
     """Load one district into the configured stores, all-or-nothing; always returns (and writes) the report."""
     options = options or LoadOptions()
     run_id = options.run_id or new_run_id()
-    report = LoadReport(run_id=run_id, district=district, strategy=options.strategy)
-    paths = DistrictPaths(config.data_root, district)
+    report = LoadReport(run_id=run_id, district=district,
+                        strategy="restore" if options.restored_run else options.strategy)
+    paths = DistrictPaths(options.home or config.data_root, district)
     pf: Preflight | None = None
     uow: UnitOfWork | None = None
     stopped: BaseException | None = None
@@ -63,9 +79,12 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
         check_district_name(district)
         if options.atomic not in ATOMIC_MODES:
             raise ConfigError(f"unknown atomic mode {options.atomic!r}", hint=f"choose from {', '.join(ATOMIC_MODES)}")
+        if options.verify not in VERIFY_MODES:
+            raise ConfigError(f"unknown verify mode {options.verify!r}", hint=f"choose from {', '.join(VERIFY_MODES)}")
         pf = run_preflight(
             config, district, strategy=options.strategy, strict=options.strict, only=options.only,
             lock=True, before_lock=lambda p: _recover_before_load(p, report), manifest=options.manifest,
+            readers=options.readers,
         )
         report.validation_status = pf.gate.status
         bulk = plan_bulk_fks(pf, options)
@@ -74,6 +93,7 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
         atomic = _decide_atomicity(pf, options, report)
         uow = _run_transactions(pf, options, report, run_id, atomic, bulk)
         report.finish("SUCCESS")
+        _after_commit(paths.data_root, report, options)
     except CertLoaderError as exc:
         _fail(report, uow, exc)
     except Exception as exc:  # an unexpected bug still rolls everything back and is reported
@@ -194,24 +214,29 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
     progress = LockedProgress(options.progress) if options.parallel else options.progress
     progress.start(pf.plan.rows, total_tables)
     counter = TableCounter(total_tables)
-    jobs = [StoreJob(name, tx, pf.plan.stores[name], report_stores[name], (bulk or {}).get(name))
+    backup = BackupRun(options.home or pf.config.data_root, district, run_id, options.strategy) if options.backup else None
+    jobs = [StoreJob(name, tx, pf.plan.stores[name], report_stores[name], (bulk or {}).get(name), backup)
             for name, tx in txs.items()]
 
     def store_task(job: StoreJob):
-        return lambda: load_store(job, strategy, district, run_id[-6:], progress, counter)
+        return lambda: load_store(job, strategy, district, run_id[-6:], progress, counter, verify=options.verify)
 
     def graph_task() -> None:
         # Set as soon as it exists, so a failure elsewhere rolls the graph back too.
-        uow.graph = _load_graph(pf, options, report, run_id)
+        uow.graph = _load_graph(pf, options, report, run_id, backup)
 
     tasks = [store_task(job) for job in jobs] + ([graph_task] if load_graph else [])
     try:
         # Every store loads and verifies (side by side when parallel) before any is prepared (section 5).
         run_side_by_side(tasks, options.parallel, on_stop=lambda: _cancel_statements(txs))
+        _verify_references(pf, report, txs, run_id)  # across the open transactions, before the first PREPARE
+        if backup is not None:
+            report.backup = backup.finish().to_json()  # fsynced, manifest last: before the decision
         uow.commit()
     except BaseException:
         uow.rollback()
         _record_outcomes(report, uow, load_graph)
+        _discard_backup(backup, report)
         raise
     _record_outcomes(report, uow, load_graph)
     for sr in report_stores.values():
@@ -219,14 +244,29 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
     return uow
 
 
-def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str):
+def _verify_references(pf: Preflight, report: LoadReport, txs: dict[str, StoreTransaction], run_id: str) -> None:
+    """Every cross-store reference whose child or parent table this load wrote (DESIGN.md section 7)."""
+    if not pf.references:
+        return
+    touched = {name: [tp.table.key_id for tp in sp.loaded] for name, sp in pf.plan.stores.items()}
+    results = check_load(pf.references, pf.plan.district, touched, {n: tx.pg for n, tx in txs.items()},
+                         pf.readers, run_id[-6:])
+    report.cross_store = results
+    attach_results(results, report.stores)
+    raise_for_failures(results, pf.plan.district)
+
+
+def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id: str,
+                backup: BackupRun | None = None):
     sr = report.stores[GRAPH_STORE]
     started = time.monotonic()
     graph_tx = pf.graph_store.begin(pf.plan.district, run_id)
     try:
         checkpoint("graph-begun")
+        if backup is not None:
+            backup.capture_graph(graph_tx.cypher.run)  # the subgraph this transaction sees, before its first write
         sr.tables = graph_tx.load(pf.graph_input, options.strategy)
-        checks = verify_graph(graph_tx.cypher, pf.graph_input, options.strategy)
+        checks = verify_graph(graph_tx.cypher, pf.graph_input, options.strategy, options.verify)
     except BaseException:
         graph_tx.rollback()
         raise
@@ -250,6 +290,43 @@ def _load_graph(pf: Preflight, options: LoadOptions, report: LoadReport, run_id:
             store=GRAPH_STORE, table=failed[0].table, district=pf.plan.district, checks=failed,
         )
     return graph_tx
+
+
+def _discard_backup(backup: BackupRun | None, report: LoadReport) -> None:
+    """A load rolled back everywhere leaves the stores as its backup found them: the backup goes.
+
+    Kept when any store committed or is in doubt (recovery may still commit the load).
+    """
+    if backup is None:
+        return
+    if any(sr.transaction in ("IN_DOUBT", "COMMITTED", "PREPARED-then-COMMITTED") for sr in report.stores.values()):
+        report.notes.append(f"backup kept: {backup.paths.dir}")
+        return
+    backup.discard()
+    if report.backup:
+        report.backup["discarded"] = "the load rolled back: the stores hold what the backup held"
+
+
+def _after_commit(home: Path, report: LoadReport, options: LoadOptions) -> None:
+    """The load history (what a restore checks for later loads) and backup retention; never fails a committed load."""
+    try:
+        entry = {"run_id": report.run_id, "strategy": report.strategy,
+                 "completed_at": report.completed_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                 "backup": report.backup["path"] if report.backup else None}
+        if options.restored_run:
+            entry["restored_run"] = options.restored_run
+        record_load(home, report.district, entry)
+    except OSError as exc:
+        log.error("could not record load %s in the district's history: %s", report.run_id, exc)
+        report.notes.append(f"not recorded in the load history ({exc}): a restore will not know of this load")
+    if options.backup and options.keep is not None:
+        try:
+            removed = prune_backups(home, report.district, options.keep, protect=(report.run_id,))
+        except (OSError, CertLoaderError) as exc:
+            log.warning("could not prune the backups of district %s: %s", report.district, exc)
+        else:
+            if removed:
+                report.notes.append(f"--keep {options.keep}: removed backup(s) {', '.join(removed)}")
 
 
 def _cancel_statements(txs: dict[str, StoreTransaction]) -> None:
@@ -287,7 +364,7 @@ def plan_district(config: LoaderConfig, district: str, options: LoadOptions | No
     options = options or LoadOptions()
     check_district_name(district)
     pf = run_preflight(config, district, strategy=options.strategy, strict=options.strict, only=options.only,
-                       manifest=options.manifest)
+                       manifest=options.manifest, readers=options.readers)
     try:
         plan_bulk_fks(pf, options)
     except BaseException:
@@ -296,11 +373,14 @@ def plan_district(config: LoaderConfig, district: str, options: LoadOptions | No
     return pf
 
 
-def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, int]]:
+def unload_district(config: LoaderConfig, district: str,
+                    readers: Mapping[str, PgStoreConfig] | None = None) -> dict[str, dict[str, int]]:
     """Delete the district's rows from every configured store, children first (CERT clean-up).
 
     Each PostgreSQL store deletes in one transaction; with prepared transactions available the
-    stores commit together through the same unit of work as a load.
+    stores commit together through the same unit of work as a load. A cross-store reference whose
+    parent rows the unload deletes while another store's rows of the district still point at them
+    (that store read as committed, from ``readers``, when it is not unloaded too) refuses the unload.
     """
     from cert_loader.catalog import read_catalog
     from cert_loader.plan import LoadPlan, plan_unload
@@ -315,6 +395,9 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
         pf.plan.raise_for_problems()
         for store in pf.pg.values():
             store.lock_district(district)
+        catalogs = {n: read_catalog(s.conn, n) for n, s in pf.pg.items()}
+        references, pf.readers = plan_references(config.data_root, pf.plan, catalogs, readers, lock=True)
+        pf.plan.raise_for_problems()
         atomic = all(st.two_phase for st in pf.status.values())
         txs = {n: StoreTransaction(s, make_gid(run_id, n, district), atomic) for n, s in pf.pg.items()}
         first = next(iter(pf.pg.values())).config if pf.pg else None
@@ -325,6 +408,10 @@ def unload_district(config: LoaderConfig, district: str) -> dict[str, dict[str, 
                 tx.begin()
                 ctx = StoreContext(tx.pg, sp, district, run_id[-6:])
                 deleted[name] = {tp.table.qualname: ctx.delete_district(tp) for tp in reversed(sp.tables)}
+            results = check_load(references, district, {n: list(c.tables) for n, c in catalogs.items()},
+                                 {n: tx.pg for n, tx in txs.items()}, pf.readers, run_id[-6:])
+            raise_for_failures(results, district, hint="unload the stores whose rows still reference them too "
+                               "(or all stores), or keep the parent rows")
             uow.commit()
         except BaseException:
             uow.rollback()

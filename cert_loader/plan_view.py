@@ -59,9 +59,30 @@ def plan_dict(pf: Preflight) -> dict[str, Any]:
         "stores": stores,
         "total_rows": rows,
         "estimate_seconds": round(plan.rows / ESTIMATE_ROWS_PER_S + graph_items / ESTIMATE_GRAPH_ITEMS_PER_S, 1),
+        "cross_store_references": _references(pf),
         "warnings": plan.warnings,
         "would_refuse": [str(p) for p in plan.problems],
     }
+
+
+def _references(pf: Preflight) -> list[dict[str, Any]]:
+    """Each declared reference that fits the catalogs, what it proves and whether this load checks it."""
+    from cert_loader.references import relevant_references
+
+    touched = {name: [tp.table.key_id for tp in sp.loaded] for name, sp in pf.plan.stores.items()}
+    checked = {id(r) for r in relevant_references(pf.references, touched)}
+    out = []
+    for ref in pf.references:
+        reads = {s: "committed (outside the load)" if s in pf.readers else "this load's transaction" for s in ref.stores}
+        out.append({
+            "name": ref.name,
+            "child": ref.child.display,
+            "parent": ref.parent.display,
+            "checks": ref.describe(),
+            "checked": id(ref) in checked,
+            "reads": reads,
+        })
+    return out
 
 
 def render_plan(pf: Preflight, *, as_json: bool = False) -> str:
@@ -90,6 +111,13 @@ def render_plan(pf: Preflight, *, as_json: bool = False) -> str:
             lines.append(f"  {i:3}. {t['table']:<40} {t['rows']:>10,}{extra}")
         for cycle in st["deferrable_cycles"]:
             lines.append(f"  deferrable FK cycle (loads with constraints deferred): {' -> '.join(cycle)}")
+    if data["cross_store_references"]:
+        lines += ["", "Cross-store references (checked before the commit, across the stores' transactions):"]
+        for r in data["cross_store_references"]:
+            when = "checked" if r["checked"] else "not checked: this load writes neither table"
+            lines.append(f"  {r['name']}: {r['child']} -> {r['parent']}  [{when}]")
+            lines.append(f"      {r['checks']}")
+            lines += [f"      reads {store}: {how}" for store, how in r["reads"].items() if how.startswith("committed")]
     lines += ["", f"Total: {data['total_rows']:,} rows, estimate ~{data['estimate_seconds']} s"]
     if data["warnings"]:
         lines.append("Warnings:")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from cert_loader.catalog import read_catalog
-from cert_loader.config import LoaderConfig
+from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.constants import GRAPH_STORE
 from cert_loader.errors import CatalogError, CertLoaderError, ConfigError
 from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
@@ -16,6 +16,7 @@ from cert_loader.constants import STRATEGIES
 from cert_loader.plan import LoadPlan, plan_store
 from cert_loader.mark import StoreStatus, inspect_store, mark_problems
 from cert_loader.stores.postgres import PgStore
+from cert_loader.verify.cross_store import plan_references
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,13 @@ class Preflight:
     status: dict[str, StoreStatus] = field(default_factory=dict)
     graph_input: Any = None
     graph_store: Any = None
+    references: list = field(default_factory=list)  # cross-store references that fit the catalogs (references.py)
+    readers: dict[str, PgStore] = field(default_factory=dict)  # committed-state readers of stores outside the load
 
     def close(self) -> None:
         for store in self.pg.values():
+            store.close()
+        for store in self.readers.values():
             store.close()
         if self.graph_store is not None:
             self.graph_store.close()
@@ -49,6 +54,7 @@ def run_preflight(
     lock: bool = False,
     before_lock=None,
     manifest: Path | None = None,
+    readers: Mapping[str, PgStoreConfig] | None = None,
 ) -> Preflight:
     """Open every selected store and build the plan; problems are collected in ``plan.problems``.
 
@@ -56,6 +62,7 @@ def run_preflight(
     With ``lock``, each store's district advisory lock is taken (load); ``before_lock`` runs first
     (recovery of earlier runs' prepared transactions). With ``manifest``, every difference between it and
     a live catalog is a CatalogError problem (DESIGN.md section 8: a load fails clearly on drift).
+    ``readers`` are stores outside the load that cross-store references may need to read (committed rows).
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}", hint=f"choose from {', '.join(STRATEGIES)}")
@@ -86,6 +93,8 @@ def run_preflight(
                 name, catalog, names, paths, pf.plan, strict=strict,
                 only=only.get(name, set()) if only is not None else None,
             )
+        catalogs = {name: sp.catalog for name, sp in pf.plan.stores.items()}
+        pf.references, pf.readers = plan_references(paths.data_root, pf.plan, catalogs, readers, lock=lock)
     except BaseException:
         pf.close()
         raise

@@ -40,6 +40,8 @@ class LoadReport:
     recovered: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
+    backup: dict[str, Any] | None = None  # the pre-image this load wrote (backup.BackupSummary.to_json)
+    cross_store: list[Any] = field(default_factory=list)  # verify.cross_store.ReferenceResult per reference checked
 
     @property
     def checks(self) -> list[CheckResult]:
@@ -56,8 +58,12 @@ class LoadReport:
 
     def validation(self) -> dict[str, Any]:
         checks = self.checks
+        cross = [r.check for r in self.cross_store]
+        # A reference whose child table is not in this load (merge of its parent) has no table to join.
+        checks += [c for c in cross if not any(c is have for have in checks)]
         counts = [c for c in checks if c.check in ("row_count", "node_count", "relationship_count")]
         fks = [c for c in checks if c.check in ("fk_integrity", "dangling")]
+        content = [c for c in checks if c.check == "content"]  # only with verify=content (verify/content.py)
 
         def verdict(items: list[CheckResult]) -> str:
             if not items:
@@ -72,6 +78,10 @@ class LoadReport:
             "status": overall,
             "record_count_verification": verdict(counts),
             "fk_integrity_verification": verdict(fks),
+            "cross_store_verification": verdict(cross),
+            "content_verification": verdict(content),
+            # Per table, the columns the content check did not compare and why (generated, not in the file …).
+            "content_outside_comparison": _outside(content),
             "errors": len(failed),
             "checks_run": len(checks),
             "tables": [c.as_dict() for c in checks],
@@ -116,6 +126,11 @@ class LoadReport:
                 "relationships_loaded": self.graph.get("relationships_loaded", 0),
             },
             "post_load_validation": self.validation(),
+            "cross_store_verification": {
+                "status": "NOT_RUN" if not self.cross_store else (
+                    "PASSED" if all(r.passed for r in self.cross_store) else "FAILED"),
+                "references": [r.as_dict() for r in self.cross_store],
+            },
             "validation_report_status": self.validation_status,
             "warnings": self.warnings,
         }
@@ -123,6 +138,8 @@ class LoadReport:
             out["atomicity_reason"] = self.atomicity_reason
         if self.recovered:
             out["recovered_before_load"] = self.recovered
+        if self.backup:
+            out["backup"] = self.backup
         if self.notes:
             out["notes"] = self.notes
         if self.error:
@@ -151,6 +168,15 @@ def graph_totals(tables: Iterable[TableResult]) -> dict[str, Any]:
         "nodes_by_label": nodes,
         "relationships_by_type": rels,
     }
+
+
+def _outside(content: list[CheckResult]) -> dict[str, dict[str, dict[str, str]]]:
+    """store → table → column → why the content check left it out."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for c in content:
+        if c.outside:
+            out.setdefault(c.store, {})[c.table] = c.outside
+    return out
 
 
 def render_summary(report: LoadReport) -> str:
@@ -187,12 +213,22 @@ def render_summary(report: LoadReport) -> str:
         f"    record counts: {val['record_count_verification']}",
         f"    FK integrity:  {val['fk_integrity_verification']}",
     ]
-    for c in report.checks:
+    if report.cross_store:
+        lines.append(f"    cross-store:   {val['cross_store_verification']} ({len(report.cross_store)} reference(s))")
+    if val["content_verification"] != "NOT_RUN":
+        outside = sum(len(cols) for tables in val["content_outside_comparison"].values() for cols in tables.values())
+        lines.append(f"    content:       {val['content_verification']}"
+                     + (f" ({outside} column(s) outside the comparison, listed in the report)" if outside else ""))
+    for c in report.checks + [r.check for r in report.cross_store if r.check not in report.checks]:
         if not c.passed:
             lines.append(f"    ✗ {c.store}: {c.table}: {c.check}: {c.detail}")
     if report.warnings:
         lines.append(f"  Warnings: {len(report.warnings)}")
         lines += [f"    - {w}" for w in report.warnings[:10]]
+    if report.backup and not report.backup.get("discarded"):
+        b = report.backup
+        lines.append(f"  Backup: {b['rows']:,} rows, {b['bytes'] / 1e6:.1f} MB in {b['seconds']:.1f}s -> {b['path']} "
+                     f"(undo: cert-loader restore {report.district} --run {report.run_id})")
     if report.error:
         lines += ["", f"  Error: {report.error.get('message')}"]
         lines.append("  CERT was left as it was before the load." if report.error.get("rolled_back", True) else "")

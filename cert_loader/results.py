@@ -39,7 +39,9 @@ class CheckResult:
 
     ``check`` is ``row_count`` or ``fk_integrity`` (graph: ``node_count``, ``relationship_count``,
     ``dangling``). ``examples`` holds a few offending keys for the message and metadata. A graph check
-    carries its ``graph`` table; ``table`` is then that table's display name.
+    carries its ``graph`` table; ``table`` is then that table's display name. The ``content`` check
+    (verify/content.py) names in ``outside`` the columns it did not compare, with why; the graph's
+    ``content`` check (verify/graph_content.py) compares every property, so it leaves none out.
     """
 
     store: str
@@ -51,6 +53,7 @@ class CheckResult:
     detail: str = ""
     examples: list[Any] = field(default_factory=list)
     graph: GraphTable | None = None
+    outside: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of_graph(cls, graph: GraphTable, check: str, passed: bool, expected: int | None = None,
@@ -60,6 +63,8 @@ class CheckResult:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         del out["graph"]  # the report keeps its shape (DESIGN.md section 3); ``table`` names it
+        if not self.outside:
+            del out["outside"]  # only the content check leaves columns out
         return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cert_loader.bulk_fk import BulkFkPlan, drop_fks, restore_fks
+from cert_loader.constants import DEFAULT_VERIFY
 from cert_loader.errors import VerificationError
 from cert_loader.faults import checkpoint
 from cert_loader.plan import StorePlan, TablePlan
@@ -23,6 +24,7 @@ from cert_loader.strategies import Strategy
 from cert_loader.store_context import StoreContext
 from cert_loader.transaction import StoreTransaction
 from cert_loader.verify import verify_table
+from cert_loader.verify.content import verify_contents
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class StoreJob:
     plan: StorePlan
     result: StoreResult
     bulk: BulkFkPlan | None = None
+    backup: Any = None  # a backup.BackupRun: the store's tables are captured right after BEGIN (section 5, point 5)
 
 
 def table_result(store: str, tp: TablePlan) -> TableResult:
@@ -50,11 +53,16 @@ def table_result(store: str, tp: TablePlan) -> TableResult:
 
 
 def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, progress: Any,
-               counter: TableCounter) -> None:
-    """Begin the store's transaction, load its tables in FK order and verify them inside it (section 5, step 2)."""
+               counter: TableCounter, *, verify: str = DEFAULT_VERIFY) -> None:
+    """Begin the store's transaction, load its tables in FK order and verify them inside it (section 5, step 2).
+
+    ``verify="content"`` adds each table's content check (verify/content.py) after its counts and FKs.
+    """
     name, sp, sr = job.name, job.plan, job.result
     started = time.monotonic()
     job.tx.begin()
+    if job.backup is not None:
+        job.backup.capture_store(job.tx.pg, [tp.table for tp in sp.loaded])  # before the first write
     ctx = StoreContext(job.tx.pg, sp, district, run_tag, on_batch=lambda t, n: progress.advance(n))
     results = {tp.table.key_id: table_result(name, tp) for tp in sp.tables}
     sr.tables = list(results.values())
@@ -73,6 +81,9 @@ def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, p
     strategy.after(ctx, loaded, results)
     for tp in loaded:
         results[tp.table.key_id].checks = verify_table(ctx, strategy, tp)
+    if verify == "content":
+        for tp, content in zip(loaded, verify_contents(ctx, strategy, loaded)):
+            results[tp.table.key_id].checks.append(content.result)
     failed = [c for c in sr.checks if not c.passed]
     if not failed and bulk:
         # After the checks, so a bad row is reported exactly as in ordinary mode (with examples);

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Iterator
 from uuid import uuid4
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cert_loader.config import GraphConfig
+from cert_loader.graph_input import GraphInput, read_graph_input
 from cert_loader.testing.arcadedb import ArcadeServer, start_arcadedb
 
 
@@ -39,3 +43,20 @@ def graph_config(graph_server: ArcadeServer) -> GraphConfig:
 def graph_district() -> str:
     """A district id of its own for each test, so tests never see each other's nodes."""
     return f"d-{uuid4().hex[:8]}"
+
+
+def graph_input(tmp_path: Path, district: str, nodes: list[tuple], rels: list[tuple] = ()) -> GraphInput:
+    """Write nodes (id, label, props) and relationships (start, end, type, props) as parquet and read them."""
+    folder = tmp_path / uuid4().hex[:6]
+    folder.mkdir()
+    pq.write_table(pa.table({
+        "id": pa.array([n[0] for n in nodes], pa.string()), "labels": pa.array([n[1] for n in nodes], pa.string()),
+        "district_id": pa.array([district] * len(nodes), pa.string()),
+        "properties": pa.array([json.dumps(n[2]) for n in nodes], pa.string()),
+    }), folder / "nodes.parquet")
+    pq.write_table(pa.table({
+        "start": pa.array([r[0] for r in rels], pa.string()), "end": pa.array([r[1] for r in rels], pa.string()),
+        "type": pa.array([r[2] for r in rels], pa.string()),
+        "properties": pa.array([json.dumps(r[3]) for r in rels], pa.string()),
+    }), folder / "relationships.parquet")
+    return read_graph_input(folder / "nodes.parquet", folder / "relationships.parquet", district)

@@ -93,3 +93,39 @@ def test_not_null():
 def test_incompatible_types_refused_at_plan_time():
     with pytest.raises(CatalogError, match='column "c" is date but the file has bool'):
         convert([True], pa.bool_(), col(base="date", type_sql="date"))
+
+
+@pytest.mark.parametrize("base,arrow_int,top", [("int2", pa.int16(), 2**15 - 1), ("int4", pa.int32(), 2**31 - 1),
+                                                ("int8", pa.int64(), 2**63 - 1)])
+def test_whole_decimal_into_every_int(base, arrow_int, top):
+    """decimal(p,0) and whole decimal(p,s) values convert exactly; the first one out of range is refused by row."""
+    for dtype in (pa.decimal128(10, 0), pa.decimal128(19, 0), pa.decimal128(22, 2)):
+        ok = [Decimal(5), None, Decimal(-7)] + ([Decimal(top), Decimal(-top - 1)] if dtype.precision >= 19 else [])
+        out = convert(ok, dtype, col(base=base))
+        assert (out.type, out.to_pylist()) == (arrow_int, [int(v) if v is not None else None for v in ok])
+    with pytest.raises(InputError, match=rf'column "c" \({base}\), row 6: value Decimal\(\'{top + 1}\'\)'):
+        convert([Decimal(1), Decimal(top + 1)], pa.decimal128(20, 0), col(base=base), first_row=5)
+    with pytest.raises(InputError, match=rf"row 2: value Decimal\('-{top + 2}'\)"):
+        convert([Decimal(0), Decimal(-top - 2)], pa.decimal128(20, 0), col(base=base))
+
+
+def test_decimal_with_a_fraction_into_int_is_refused_by_row():
+    assert convert([Decimal("5.00"), Decimal("-3.00")], pa.decimal128(10, 2), col(base="int8")).to_pylist() == [5, -3]
+    with pytest.raises(InputError, match=r"\(int8\), row 3: value Decimal\('5.50'\) cannot be converted exactly"):
+        convert([Decimal("5.00"), None, Decimal("5.50")], pa.decimal128(10, 2), col(base="int8"))
+    with pytest.raises(InputError, match=r"\(int4\), row 2: value Decimal\('-0.01'\)"):
+        convert([Decimal("1.00"), Decimal("-0.01")], pa.decimal128(10, 2), col(base="int4"))
+
+
+def test_nan_and_infinities_convert_between_float_widths():
+    special = [float("nan"), None, float("inf"), float("-inf"), 1.5]
+    for source, base in ((pa.float64(), "float4"), (pa.float32(), "float8")):
+        out = convert(special, source, col(base=base)).to_pylist()
+        assert out[0] != out[0] and out[1:] == special[1:]  # NaN is the only value not equal to itself
+
+
+def test_float4_still_refuses_a_finite_value_that_rounds():
+    with pytest.raises(InputError, match=r"row 3: value 0.1 would change to 0.10000000149011612"):
+        convert([float("nan"), float("inf"), 0.1], pa.float64(), col(base="float4"))
+    with pytest.raises(InputError, match=r"row 2: value 1e\+300 would change to inf"):
+        convert([float("-inf"), 1e300], pa.float64(), col(base="float4"))

@@ -87,10 +87,12 @@ def test_definitions_from_the_sample_manifest() -> None:
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(SAMPLE_GRAPH)
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert len(checks) == 24 * 2 + 3
+    assert len(checks) == 24 * 3 + 5  # row_count, fk_integrity, content per table; five graph checks
     assert ("cert/ids/school", "fk_integrity") in checks and ("cert/hcp2/referral", "row_count") in checks
+    assert ("cert/adb/assessment", "content") in checks
     assert {("cert/sp/nodes", "node_count"), ("cert/sp/relationships", "relationship_count"),
-            ("cert/sp/relationships", "dangling")} <= checks
+            ("cert/sp/relationships", "dangling"), ("cert/sp/nodes", "content"),
+            ("cert/sp/relationships", "content")} <= checks
     assert defs.resolve_sensor_def("validation_report_sensor").job_name == "cert_district_job"
     partitions = graph.get(key("cert/ids/school")).partitions_def
     assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "district"

@@ -103,3 +103,17 @@ def test_graph_input_error_is_refused_before_any_write(full_config, make_distric
     assert report.error["store"] == "sp" and "no-such-node" in report.error["message"]
     assert all(s.transaction == "NOT_STARTED" for s in report.stores.values()) or not report.stores
     assert not any(graph_counts(graph_config, district)["nodes"].values())
+
+
+def test_content_verification_covers_the_graph_for_every_strategy(full_config, make_district):
+    district = make_district(students=20)
+    for strategy in ("insert", "upsert", "merge", "replace"):
+        report = load_district(full_config(), district, LoadOptions(strategy=strategy, verify="content"))
+        assert report.status == "SUCCESS", (strategy, report.error)
+        validation = report.as_dict()["post_load_validation"]
+        assert validation["content_verification"] == "PASSED", strategy
+        graph = [c for c in validation["tables"] if c["store"] == "sp" and c["check"] == "content"]
+        assert {c["table"].split(":")[0] for c in graph} == {"nodes", "relationships"}, strategy
+        assert all(c["passed"] and c["expected"] == c["actual"] > 0 for c in graph), (strategy, graph)
+    counts_only = load_district(full_config(), district, LoadOptions(strategy="merge"))
+    assert counts_only.as_dict()["post_load_validation"]["content_verification"] == "NOT_RUN"

@@ -9,35 +9,17 @@ from typing import Any
 from uuid import uuid4
 
 import neo4j
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from cert_loader.config import GraphConfig
 from cert_loader.errors import StoreError
-from cert_loader.graph_input import MARKER_LABEL, GraphInput, read_graph_input
+from cert_loader.graph_input import MARKER_LABEL, GraphInput
 from cert_loader.results import GraphTable
 from cert_loader.stores.graph import GraphStore
 from cert_loader.verify import verify_graph
+from cert_loader_tests.fix_graph import graph_input
 
 pytest_plugins = ["cert_loader_tests.fix_graph"]
-
-
-def graph_input(tmp_path: Path, district: str, nodes: list[tuple], rels: list[tuple] = ()) -> GraphInput:
-    """Write nodes (id, label, props) and relationships (start, end, type, props) as parquet and read them."""
-    folder = tmp_path / uuid4().hex[:6]
-    folder.mkdir()
-    pq.write_table(pa.table({
-        "id": pa.array([n[0] for n in nodes], pa.string()), "labels": pa.array([n[1] for n in nodes], pa.string()),
-        "district_id": pa.array([district] * len(nodes), pa.string()),
-        "properties": pa.array([json.dumps(n[2]) for n in nodes], pa.string()),
-    }), folder / "nodes.parquet")
-    pq.write_table(pa.table({
-        "start": pa.array([r[0] for r in rels], pa.string()), "end": pa.array([r[1] for r in rels], pa.string()),
-        "type": pa.array([r[2] for r in rels], pa.string()),
-        "properties": pa.array([json.dumps(r[3]) for r in rels], pa.string()),
-    }), folder / "relationships.parquet")
-    return read_graph_input(folder / "nodes.parquet", folder / "relationships.parquet", district)
 
 
 def load(store: GraphStore, data: GraphInput, strategy: str, *, run_id: str | None = None) -> dict[str, Any]:

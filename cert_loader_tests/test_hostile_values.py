@@ -190,3 +190,30 @@ def test_hostile_label_or_type_is_refused_before_any_write(file, column, value, 
     assert report.stores == {}  # refused in pre-flight: no store was begun
     assert not any(n for t in store_snapshot(sample_stores, district).values() for n in t.values())
     assert graph_counts(graph_config, district) == {"nodes": {}, "relationships": {}}
+
+
+def test_whole_decimals_and_float_specials_load_exactly(pg_config, make_district, data_root, sample_stores):
+    """decimal(10,0) ids into bigint, and NaN/±inf through a float32 → float8 cast, reach PostgreSQL unchanged."""
+    district = make_district(students=STUDENTS)
+    specials = [float("nan"), float("inf"), float("-inf")]
+
+    def screening(t: pa.Table) -> pa.Table:
+        for name in ("screening_id", "patient_id"):
+            idx = t.schema.get_field_index(name)
+            t = t.set_column(idx, name, pa.array(t.column(name).to_pylist(), pa.decimal128(10, 0)))
+        bmi = specials + t.column("bmi").to_pylist()[len(specials):]
+        return t.set_column(t.schema.get_field_index("bmi"), "bmi", pa.array(bmi, pa.float32()))
+
+    rewrite(data_root, district, "hcp1", "screening", screening)
+    source = pq.read_table(DistrictPaths(data_root, district).source_file("hcp1", "screening"))
+    assert source.schema.field("screening_id").type == pa.decimal128(10, 0)
+    report = load_district(pg_config(), district)
+    assert report.status == "SUCCESS", report.error
+    with psycopg.connect(sample_stores["hcp1"], autocommit=True) as conn:
+        got = dict(conn.execute("SELECT screening_id, bmi::text FROM screening WHERE district_id = %s",
+                                (district,)).fetchall())
+    ids = [int(v) for v in source.column("screening_id").to_pylist()]
+    assert sorted(got) == sorted(ids)
+    assert [got[i] for i in ids[:3]] == ["NaN", "Infinity", "-Infinity"]
+    rest = source.column("bmi").to_pylist()[3:]
+    assert [None if got[i] is None else float(got[i]) for i in ids[3:]] == rest

@@ -140,8 +140,8 @@ def test_hostile_identifiers_load(tmp_path, custom_url, seq_scan_rows, monkeypat
     settings_used = []
     if seq_scan_rows:  # the verification's sequential-scan path looks the table up by its quoted name
         monkeypatch.setattr(verify, "SEQ_SCAN_ROWS", seq_scan_rows)
-        original = verify._scan_settings
-        monkeypatch.setattr(verify, "_scan_settings", lambda ctx, tp: settings_used.append(original(ctx, tp)) or settings_used[-1])
+        original = verify.scan_settings
+        monkeypatch.setattr(verify, "scan_settings", lambda ctx, tp: settings_used.append(original(ctx, tp)) or settings_used[-1])
         with psycopg.connect(custom_url, autocommit=True) as conn:
             conn.execute('DELETE FROM "We;ird ""T"""')
             conn.execute('ANALYZE "We;ird ""T"""')  # known empty: the district will be all of it

@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
-def _env(urls: dict[str, str], graph: GraphConfig | None, root: Path, **extra: str) -> dict[str, str]:
+def cli_env(urls: dict[str, str], graph: GraphConfig | None, root: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CERT_", "DAGSTER_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update({f"CERT_{n.upper()}_URL": u for n, u in urls.items()}, CERT_DATA_ROOT=str(root), **extra)
@@ -30,7 +30,7 @@ def _env(urls: dict[str, str], graph: GraphConfig | None, root: Path, **extra: s
     return env
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[float, subprocess.CompletedProcess]:
+def run_measured(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[float, subprocess.CompletedProcess]:
     """Run a command of the measurement: (seconds, result); a failure stops the benchmark with its output."""
     started = time.perf_counter()
     proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -54,7 +54,10 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
     out: dict[str, Any] = {"tables": {s: n for s, (n, _) in SHAPE.items()}, "rows": rows,
                            "nodes": NODES if graph else 0, "relationships": RELATIONSHIPS if graph else 0}
     try:
-        modes = ["parallel", "sequential", "pg_only_parallel", "pg_only_sequential"]
+        # *_content: the same load with --verify content, to price the content check (issue 12: its default
+        # is content only if it adds at most 15% to the seed district's load).
+        modes = ["parallel", "sequential", "pg_only_parallel", "pg_only_sequential", "parallel_content",
+                 "pg_only_parallel_content"]
         times: dict[str, list[float]] = {m: [] for m in modes}
         reported: dict[str, list[float]] = {m: [] for m in modes}
         for i in range(repeat):
@@ -63,8 +66,9 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
                 write_seed_district(root, district, graph=graph is not None)
                 only_pg = mode.startswith("pg_only") or graph is None
                 args = [str(BIN / "cert-loader"), "load", district, "--stores", ",".join(SHAPE) if only_pg else stores,
-                        "--json", "--parallel" if mode.endswith("parallel") else "--no-parallel"]
-                seconds, proc = _run(args, _env(urls, graph, root), root)
+                        "--json", "--no-parallel" if "sequential" in mode else "--parallel"]
+                args += ["--verify", "content"] if mode.endswith("_content") else []
+                seconds, proc = run_measured(args, cli_env(urls, graph, root), root)
                 report = json.loads(proc.stdout)
                 assert report["totals"]["records_loaded"] == rows, report["totals"]
                 times[mode].append(seconds)
@@ -80,6 +84,9 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
         out["parallel_speedup"] = round(out["load_sequential"]["median_s"] / out["load_parallel"]["median_s"], 3)
         out["pg_only_parallel_speedup"] = round(
             out["load_pg_only_sequential"]["median_s"] / out["load_pg_only_parallel"]["median_s"], 3)
+        out["content_cost"] = round(out["load_parallel_content"]["median_s"] / out["load_parallel"]["median_s"] - 1, 3)
+        out["pg_only_content_cost"] = round(
+            out["load_pg_only_parallel_content"]["median_s"] / out["load_pg_only_parallel"]["median_s"] - 1, 3)
         if dagster:
             out["dagster"] = _dagster(admin_url, urls, graph, root, stores, rows, repeat, work, say)
     finally:
@@ -119,14 +126,14 @@ def _dagster(admin_url: str, urls: dict[str, str], graph: GraphConfig | None, ro
     commands: list[float] = []
     loads: list[float] = []
     try:
-        env = _env(urls, graph, root, DAGSTER_HOME=str(home),
+        env = cli_env(urls, graph, root, DAGSTER_HOME=str(home),
                    DAGSTER_PG_URL=dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-        _run([str(BIN / "cert-loader"), "snapshot", "--stores", stores], env, root)
+        run_measured([str(BIN / "cert-loader"), "snapshot", "--stores", stores], env, root)
         for i in range(repeat):
             district = f"seed-dagster-{secrets.token_hex(3)}"
             write_seed_district(root, district, graph=graph is not None)
-            _run([str(BIN / "cert-loader"), "register", district], env, root)
-            seconds, _ = _run([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
+            run_measured([str(BIN / "cert-loader"), "register", district], env, root)
+            seconds, _ = run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "cert_loader.definitions",
                                "--select", "*", "--partition", district], env, root)
             report = json.loads((root / "data" / "loads" / district / "load-report.json").read_text())
             assert report["overall_status"] == "SUCCESS" and report["totals"]["records_loaded"] == rows, report["totals"]

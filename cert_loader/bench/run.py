@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import psycopg
 
-SECTIONS = ("relational", "memory", "graph", "seed")
+SECTIONS = ("relational", "memory", "graph", "seed", "undo")
 
 
 def machine(admin_url: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def run_bench(admin_url: str, rows: int = 1_000_000, out: Path | None = None, *,
             if "memory" in sections:
                 results["memory"] = measure_memory(admin_url, list(memory_rows), say)
             graph = None
-            if "graph" in sections or "seed" in sections:
+            if "graph" in sections or "seed" in sections or "undo" in sections:
                 server, graph = _graph_server(work, say)
             if "graph" in sections and graph is not None:
                 from cert_loader.bench.graph import measure_graph
@@ -62,6 +62,10 @@ def run_bench(admin_url: str, rows: int = 1_000_000, out: Path | None = None, *,
                 from cert_loader.bench.e2e import measure_seed
 
                 results["seed"] = measure_seed(admin_url, graph, repeat, work, say)
+            if "undo" in sections:
+                from cert_loader.bench.undo import measure_undo
+
+                results["undo"] = measure_undo(admin_url, graph, repeat, work, say)
         finally:
             if server is not None:
                 server.stop()
@@ -123,6 +127,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             (_get(r, "seed", "parallel_speedup") or 0) > 1),
         row("parallel: same, four PostgreSQL stores only", _get(r, "seed", "pg_only_parallel_speedup"), "> 1 pays",
             (_get(r, "seed", "pg_only_parallel_speedup") or 0) > 1),
+        row("--verify content: extra time of the seed shape's load (default content if <= 0.15)",
+            _get(r, "seed", "content_cost"), "reference", None),
         row("graph / raw UNWIND (SET +=)", graph_set, ">= 0.9", graph_set is not None and graph_set >= 0.9),
         row("graph / raw UNWIND (inline maps, no checks)", graph_inline, "reference", None),
         row("seed shape, cert-loader load --parallel (s)", seed, "<= 30", seed is not None and seed <= 30),
@@ -130,6 +136,10 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         row("seed shape, dagster asset materialize: command (s)", dag, "<= 30", dag is not None and dag <= 30),
         row("seed shape, dagster asset materialize: the load in it (s)", dag_load, "<= 30",
             dag_load is not None and dag_load <= 30),
+        row("undo: --backup's extra time over a replace of the seed shape", _get(r, "undo", "backup_cost"), "<= 0.2",
+            (_get(r, "undo", "backup_cost") or 9) <= 0.2 if r.get("undo") else None),
+        row("undo: restore / replace of the same rows", _get(r, "undo", "restore_ratio"), "<= 1.2",
+            (_get(r, "undo", "restore_ratio") or 9) <= 1.2 if r.get("undo") else None),
     ]
 
 
@@ -164,7 +174,9 @@ def render(r: dict[str, Any]) -> str:
                      f"{s['nodes']:,} nodes, {s['relationships']:,} relationships:")
         for key, label in (("load_parallel", "all five stores, --parallel"), ("load_sequential", "all five stores, --no-parallel"),
                            ("load_pg_only_parallel", "PostgreSQL stores only, --parallel"),
-                           ("load_pg_only_sequential", "PostgreSQL stores only, --no-parallel")):
+                           ("load_pg_only_sequential", "PostgreSQL stores only, --no-parallel"),
+                           ("load_parallel_content", "all five, --parallel --verify content"),
+                           ("load_pg_only_parallel_content", "PostgreSQL only, --parallel --verify content")):
             if key in s:
                 lines.append(f"  cert-loader load, {label:36} {s[key]['median_s']:6} s  (runs {s[key]['runs_s']})")
         if "dagster" in s:

@@ -19,8 +19,13 @@ def no_manifest_hint(path: Path) -> str:
             "(it reads the live CERT catalogs), then reload the code location")
 
 
-def build_definitions(manifest_path: Path, *, resources: dict | None = None) -> dg.Definitions:
-    """Everything from one manifest file; no database is touched. An absent manifest gives zero CERT assets."""
+def build_definitions(manifest_path: Path, *, resources: dict | None = None,
+                      references_path: Path | None = None) -> dg.Definitions:
+    """Everything from one manifest file; no database is touched. An absent manifest gives zero CERT assets.
+
+    The cross-store references (``references_path``, default: cross-store-references.json beside the
+    manifest, both in data/analysis/) become one asset check each on the child table's asset.
+    """
     from cert_loader.defs.assets import build_cert_asset
     from cert_loader.defs.recovery import build_recovery_sensor
     from cert_loader.defs.resources import env_resources
@@ -40,15 +45,21 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None) -> 
             resources=resources if resources is not None else env_resources(()),
             metadata={"cert_loader/manifest": hint},
         )
+    from cert_loader.defs.references import bind_from_manifest
+    from cert_loader.references import REFERENCES_FILE
+
+    cert.references = bind_from_manifest(manifest, Path(references_path or manifest_path.parent / REFERENCES_FILE))
     asset = build_cert_asset(cert, manifest_path)
     # A district load is one step (one transaction), so a step worker process buys no parallelism; it only
     # costs a Python start and a second instance (~2 s of a ~20 s district run, issue 6). The step runs in
     # the run worker, which `dagster dev` and the sensor's runs already start as a process of its own.
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(asset), executor_def=dg.in_process_executor)
     stores = tuple(s for s in PG_STORES if s in manifest.stores) + ((GRAPH_STORE,) if manifest.graph_assets else ())
+    from cert_loader.defs.restore import build_restore_job
+
     return dg.Definitions(
         assets=[asset],
-        jobs=[job],
+        jobs=[job, build_restore_job(stores, cert)],
         sensors=[build_validation_sensor(job), build_recovery_sensor(stores)],
         executor=dg.in_process_executor,
         resources=resources if resources is not None else env_resources(stores),

@@ -2,15 +2,18 @@
 
 # No `from __future__ import annotations`: Dagster reads the Config annotation of the asset function at runtime.
 import enum
+import os
 from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
 from pydantic import Field
 
-from cert_loader.constants import ATOMIC_MODES, GRAPH_STORE, STRATEGIES
+from cert_loader.config import backup_enabled
+from cert_loader.constants import ATOMIC_MODES, DEFAULT_VERIFY, GRAPH_STORE, STRATEGIES, VERIFY_MODES
 from cert_loader.defs.checks import build_check_specs, to_check_results
 from cert_loader.defs.partitions import districts
+from cert_loader.defs.references import reference_check_specs
 from cert_loader.defs.resources import DATA_KEY, loader_config, resource_key
 from cert_loader.defs.translator import CertAssets
 from cert_loader.manifest import GRAPH_ASSETS
@@ -21,6 +24,7 @@ ASSET_NAME = "cert_district_load"
 # The launchpad's choices, from the one list of each (constants.py).
 Strategy = enum.Enum("Strategy", {name: name for name in STRATEGIES})
 Atomic = enum.Enum("Atomic", {name: name for name in ATOMIC_MODES})
+Verify = enum.Enum("Verify", {name: name for name in VERIFY_MODES})
 
 
 class LoadConfig(dg.Config):
@@ -31,6 +35,11 @@ class LoadConfig(dg.Config):
     atomic: Atomic = Field(default=Atomic[ATOMIC_MODES[0]], description="two-phase commit: auto (when every server allows it), required, off")
     bulk_fk: bool = Field(default=False, description="table owners: drop the loaded tables' FKs for the load and re-add them "
                           "(validated) in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
+    verify: Verify = Field(default=Verify[DEFAULT_VERIFY], description="counts: row counts and FKs (default); content: "
+                           "also every value against the file, inside the transaction (~2.7 s per 1M rows; README)")
+    backup: bool = Field(default=False, description="first write the district's current rows and subgraph to "
+                         "data/backups/D/<run id>/ so the cert_restore job can undo this load (also when "
+                         "ENABLE_CERT_BACKUP=true; README, Undo)")
 
 
 def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsDefinition:
@@ -39,7 +48,7 @@ def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsD
     @dg.multi_asset(
         name=ASSET_NAME,
         specs=cert.specs,
-        check_specs=build_check_specs(cert.tables, districts),
+        check_specs=build_check_specs(cert.tables, districts) + reference_check_specs(cert, cert.references, districts),
         can_subset=True,
         partitions_def=districts,
         required_resource_keys={resource_key(s) for s in stores} | {DATA_KEY},
@@ -77,8 +86,9 @@ def run_load(context: dg.AssetExecutionContext, config: LoadConfig, cert: CertAs
     district = context.partition_key
     options = LoadOptions(
         strategy=config.strategy.value, strict=config.strict, atomic=config.atomic.value, bulk_fk=config.bulk_fk,
+        verify=config.verify.value, backup=config.backup or backup_enabled(os.environ),
         only={s: t for s, t in only.items() if s != GRAPH_STORE}, load_graph=GRAPH_STORE in only,
-        manifest=manifest_path,
+        manifest=manifest_path, readers=_readers(context, cert, only),
     )
     context.log.info(f"loading district {district} ({options.strategy}) into {', '.join(sorted(only))}")
     report = load_district(loader_config(context.resources, set(only)), district, options)
@@ -145,6 +155,12 @@ def _parents_hint(cert: CertAssets, report, selected) -> str:
 def _unique(items) -> list:
     seen: set[int] = set()
     return [c for c in items if not (id(c) in seen or seen.add(id(c)))]
+
+
+def _readers(context: dg.AssetExecutionContext, cert: CertAssets, only: dict[str, set[str]]) -> dict:
+    """The code location's PostgreSQL stores outside the selection: cross-store references read their committed rows."""
+    stores = {store for store, _ in cert.tables.values() if store != GRAPH_STORE and store not in only}
+    return {s: getattr(context.resources, resource_key(s)).store_config(s) for s in sorted(stores)}
 
 
 def _report_path(report) -> dict:

@@ -7,18 +7,29 @@ import warnings
 import dagster as dg
 
 from cert_loader.constants import GRAPH_STORE
+from cert_loader.defs.references import dagster_check_name
 from cert_loader.results import CheckResult
 
 # What each check proves; the engine computes them inside the store's transaction (DESIGN.md section 7).
 TABLE_CHECKS = {
     "row_count": "Rows of the district equal the source file's rows (upsert: every source key is present).",
     "fk_integrity": "No row of the district points to a missing parent, for every foreign key of the table.",
+    # Computed only by loads run with verify=content (DESIGN.md section 7); other runs leave it not executed.
+    "content": "Every value of the district's rows equals the source file's (order-independent row hashes; "
+               "generated columns and columns the file lacks are outside, listed in the metadata).",
 }
 GRAPH_CHECKS = {
-    "nodes": {"node_count": "Nodes of the district per label equal the source's (upsert: every source node present)."},
+    "nodes": {
+        "node_count": "Nodes of the district per label equal the source's (upsert: every source node present).",
+        # Like the tables' content check: computed only by loads run with verify=content (verify/graph_content.py).
+        "content": "Every node's properties, with their types, equal the source's (upsert: every source "
+                   "property of every source node).",
+    },
     "relationships": {
         "relationship_count": "Relationships of the district per type equal the source's.",
         "dangling": "No relationship of the district has an end outside the district.",
+        "content": "The district's relationships per type, with their ends and typed properties, equal the "
+                   "source's as a multiset (upsert: every source relationship is stored with its properties).",
     },
 }
 
@@ -60,6 +71,9 @@ def _result(key: dg.AssetKey, name: str, items: list[CheckResult]) -> dg.AssetCh
     }
     if name in ("fk_integrity", "dangling"):
         meta["orphans"] = sum(c.actual or 0 for c in items)
+    outside = {c.table: c.outside for c in items if c.outside}
+    if outside:
+        meta["outside_comparison"] = dg.MetadataValue.json(outside)
     examples = [e for c in failed for e in c.examples]
     if examples:
         meta["examples"] = dg.MetadataValue.json(examples[:20])
@@ -70,6 +84,6 @@ def _result(key: dg.AssetKey, name: str, items: list[CheckResult]) -> dg.AssetCh
         )
     details = [f"{c.table}: {c.detail}" if len(items) > 1 else c.detail for c in (failed or items) if c.detail]
     return dg.AssetCheckResult(
-        asset_key=key, check_name=name, passed=passed, metadata=meta,
+        asset_key=key, check_name=dagster_check_name(name), passed=passed, metadata=meta,
         description="; ".join(details)[:2000] or None,
     )

@@ -43,6 +43,7 @@ class CertAssets:
     tables: dict[dg.AssetKey, tuple[str, str]] = field(default_factory=dict)  # key -> (store, qualname)
     broken_fks: dict[dg.AssetKey, list[str]] = field(default_factory=dict)  # FKs left out of deps (cycles)
     fk_parents: dict[dg.AssetKey, set[dg.AssetKey]] = field(default_factory=dict)  # every FK parent, cycles too
+    references: list = field(default_factory=list)  # cross-store references bound to the manifest (defs/references.py)
 
     def key_of(self, store: str, qualname: str) -> dg.AssetKey | None:
         return self._by_table.get((store, qualname))

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from cert_loader.constants import DEFAULT_VERIFY
 from cert_loader.graph_input import GraphInput
 from cert_loader.results import CheckResult, GraphTable
 from cert_loader.stores.graph_cypher import GraphCypher
 from cert_loader.verify.examples import EXAMPLES
+from cert_loader.verify.graph_content import verify_graph_content
 
 # A type the census did not see: none of its relationships start or end at a district node.
 _UNSEEN = {"count": 0, "end_outside": 0, "start_outside": 0}
 
 
-def verify_graph(cypher: GraphCypher, data: GraphInput, strategy: str) -> list[CheckResult]:
+def verify_graph(cypher: GraphCypher, data: GraphInput, strategy: str,
+                 verify: str = DEFAULT_VERIFY) -> list[CheckResult]:
     """Counts per label and type, and no dangling relationship, in the transaction ``cypher`` runs in.
 
     Under upsert the district may hold more than the source: every source node must be there and each
     type must hold at least the source's relationships. Under merge and replace the district must equal
-    the source, so a label or type the source lacks is checked too (it must be empty).
+    the source, so a label or type the source lacks is checked too (it must be empty). With ``verify``
+    ``content``, the same labels and types then get their properties compared (verify/graph_content.py).
     """
     upsert = strategy == "upsert"
     graph_labels = cypher.graph_labels()
@@ -32,6 +36,8 @@ def verify_graph(cypher: GraphCypher, data: GraphInput, strategy: str) -> list[C
         seen = census.get(rtype, _UNSEEN)
         checks.append(_relationship_count(cypher, data, rtype, seen, graph_labels, upsert=upsert))
         checks.append(_dangling(cypher, rtype, seen, graph_labels))
+    if verify == "content":
+        checks += verify_graph_content(cypher, data, labels, types, graph_labels, exact=not upsert)
     return checks
 
 

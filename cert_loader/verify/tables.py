@@ -14,7 +14,7 @@ from cert_loader.store_context import StoreContext, key_join
 from cert_loader.verify.examples import EXAMPLES
 
 # A district of at least this many rows that makes up most of its table is verified by a sequential scan
-# (parallel where the server allows it), not through the district index: see _scan_settings.
+# (parallel where the server allows it), not through the district index: see scan_settings.
 SEQ_SCAN_ROWS = 200_000
 
 
@@ -25,7 +25,7 @@ def verify_table(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> list[C
     pass over the district's rows gives the count and each FK's orphans; examples are read only on failure.
     """
     by_keys = strategy.name == "upsert"  # upsert proves its count by keys (check_row_count), not by counting
-    with ctx.planner(**_scan_settings(ctx, tp)):
+    with ctx.planner(**scan_settings(ctx, tp)):
         total, orphans = _scan(ctx, tp, count=not by_keys)
     if by_keys:
         count_check = check_row_count(ctx, strategy, tp)
@@ -34,7 +34,7 @@ def verify_table(ctx: StoreContext, strategy: Strategy, tp: TablePlan) -> list[C
     return [count_check, _fk_result(ctx, tp, orphans)]
 
 
-def _scan_settings(ctx: StoreContext, tp: TablePlan) -> dict[str, str]:
+def scan_settings(ctx: StoreContext, tp: TablePlan) -> dict[str, str]:
     """Planner settings for the verification scan of ``tp``: hash joins always, and a sequential scan
     when the district is most of the table.
 
