@@ -35,12 +35,17 @@ def env_stores(env: dict[str, str]) -> str:
 
 def paused_load(point: str, district: str, env: dict[str, str], *args: str, stores: str | None = None,
                 **extra_env: str) -> subprocess.Popen:
-    """Start ``cert-loader load`` (own process group) and return once it printed ``PAUSED <point>``.
+    """Start ``cert-loader load`` (own process group) and return once it printed ``PAUSED <point>``."""
+    return paused_command(point, env, "load", district, "--stores", stores or env_stores(env), *args, **extra_env)
 
-    A load that ends or never gets there fails the test with its stderr.
+
+def paused_command(point: str, env: dict[str, str], *args: str, **extra_env: str) -> subprocess.Popen:
+    """Start ``cert-loader <args>`` (own process group) and return once it printed ``PAUSED <point>``.
+
+    A command that ends or never gets there fails the test with its stderr.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", stores or env_stores(env), *args],
+        [sys.executable, "-m", "cert_loader.cli", *args],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point, **extra_env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -54,7 +59,7 @@ def paused_load(point: str, district: str, env: dict[str, str], *args: str, stor
         if line.startswith(f"PAUSED {point}"):
             return proc
     kill(proc)
-    pytest.fail(f"the load never paused at {point}: {''.join(seen)[-3000:]}")
+    pytest.fail(f"`cert-loader {args[0]}` never paused at {point}: {''.join(seen)[-3000:]}")
 
 
 def kill(proc: subprocess.Popen) -> None:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 import pytest
@@ -21,10 +18,10 @@ from cert_loader_tests.fix_backup import (
     second_extract,
 )
 from cert_loader_tests.fix_cli import (
-    PAUSE_DEADLINE_S,
     cli_env,
     env_stores,
     kill,
+    paused_command,
     paused_load,
 )
 
@@ -138,21 +135,7 @@ def test_sigkill_mid_backup_then_recover_leaves_v1(v1, sample_stores, data_root,
 
 
 def _paused_restore(point, district, run_id, env) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "restore", district, "--run", run_id, "--stores", env_stores(env)],
-        env={**env, "CERT_LOADER_TEST_PAUSE_AT": point}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
-    deadline, seen = time.monotonic() + PAUSE_DEADLINE_S, []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if line.startswith(f"PAUSED {point}"):
-            return proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"the restore never paused at {point}: {''.join(seen)[-3000:]}")
+    return paused_command(point, env, "restore", district, "--run", run_id, "--stores", env_stores(env))
 
 
 @pytest.mark.parametrize("point,expected", [("before-decision", "v2"), ("after-decision", "v1"),

@@ -453,10 +453,13 @@ def test_a_trigger_in_cert_fails_the_load_and_rolls_every_store_back(pg_config, 
     district = make_district(students=30)
     fn = f"tg_{secrets.token_hex(3)}"
     with psycopg.connect(sample_stores["ids"], autocommit=True) as conn:
-        conn.execute(f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     f"IF NEW.district_id = '{district}' AND NEW.first_name IS NOT NULL THEN "
-                     "NEW.first_name := upper(NEW.first_name); END IF; RETURN NEW; END $$")
-        conn.execute(f"CREATE TRIGGER {fn} BEFORE INSERT ON edfi.student FOR EACH ROW EXECUTE FUNCTION {fn}()")
+        # A function body takes no parameters: the name and the district are composed by psycopg.sql.
+        conn.execute(sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                             "IF NEW.district_id = {} AND NEW.first_name IS NOT NULL THEN "
+                             "NEW.first_name := upper(NEW.first_name); END IF; RETURN NEW; END $$").format(
+            sql.Identifier(fn), sql.Literal(district)))
+        conn.execute(sql.SQL("CREATE TRIGGER {0} BEFORE INSERT ON edfi.student FOR EACH ROW EXECUTE FUNCTION {0}()")
+                     .format(sql.Identifier(fn)))
     try:
         before = store_snapshot(sample_stores, district)
         counts_only = load_district(pg_config(), make_district(students=5), LoadOptions())
@@ -464,8 +467,8 @@ def test_a_trigger_in_cert_fails_the_load_and_rolls_every_store_back(pg_config, 
         report = load_district(pg_config(), district, LoadOptions(verify="content"))
     finally:
         with psycopg.connect(sample_stores["ids"], autocommit=True) as conn:
-            conn.execute(f"DROP TRIGGER {fn} ON edfi.student")
-            conn.execute(f"DROP FUNCTION {fn}()")
+            conn.execute(sql.SQL("DROP TRIGGER {} ON edfi.student").format(sql.Identifier(fn)))
+            conn.execute(sql.SQL("DROP FUNCTION {}()").format(sql.Identifier(fn)))
     assert report.status == "FAILED"
     assert store_snapshot(sample_stores, district) == before  # nothing written in any store
     assert all(s.transaction in ("ROLLED_BACK", "NOT_STARTED") for s in report.stores.values())
