@@ -74,3 +74,21 @@ def test_memory_stays_bounded_by_the_queue_depth():
         assert not overran.wait(0.5), produced
         assert len(produced) <= 4, produced
         assert list(it) == list(range(1, 100))
+
+
+def test_a_consumer_still_iterating_when_the_block_is_left_ends_its_iteration():
+    """A reader thread of the consumer's own (pyarrow's CSV read-ahead) must not wait for ever on a closed prefetch."""
+    def source():
+        yield 0
+        threading.Event().wait(0.2)
+        yield from range(1, 10**9)
+
+    finished = threading.Event()
+    with Prefetch(source(), depth=2) as items:
+        it = iter(items)
+        assert next(it) == 0
+        consumer = threading.Thread(target=lambda: (list(it), finished.set()), daemon=True)
+        consumer.start()
+        threading.Event().wait(0.05)
+    assert finished.wait(10), "the consumer thread is still waiting on the closed prefetch"
+

@@ -15,7 +15,6 @@ maintained decoder of binary COPY into Arrow that reads from an existing connect
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from dataclasses import dataclass
@@ -37,11 +36,9 @@ from cert_loader.stores.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 
-# Bytes per chunk handed from the connection's thread to the CSV reader, and chunks waiting: ~4 MB in flight.
+# Bytes per block of whole records handed from the connection's thread to the CSV reader, and chunks waiting: ~4 MB in flight.
 CHUNK_BYTES = 1 << 20
 CHUNKS_WAITING = 4
-# The CSV reader's block: rows of one block are parsed in parallel; 1 MB ~ 5k rows of a 12-column table.
-CSV_BLOCK = 1 << 20
 # Rows per parquet row group: blocks are gathered up to this, so row groups are not a few thousand rows each.
 ROW_GROUP_ROWS = 65_536
 # zstd: ~30% smaller files than snappy (52 vs 72 MB per 1M rows of 12 columns) at the same capture time.
@@ -62,40 +59,48 @@ class TableCapture:
     columns: list[ColumnCapture]
 
 
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (the CSV reader pulls from it)."""
+def record_blocks(copy) -> Iterator[bytes]:
+    """The COPY's data in blocks of whole CSV records, about CHUNK_BYTES each (the driver's chunks are a few kB).
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, out) -> int:
-        while not len(self._buf):
-            data = next(self._chunks, None)
-            if data is None:
-                return 0
-            self._buf = memoryview(data)
-        n = min(len(out), len(self._buf))
-        out[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
-def _gathered(copy) -> Iterator[bytes]:
-    """The COPY's data in chunks of about CHUNK_BYTES (the driver's are a few kB)."""
+    Whole records let each block be parsed on its own, synchronously: pyarrow's streaming CSV reader reads
+    ahead on a thread of its own, and one left reading a Python stream after the reader gave up (a refused
+    value) hung the interpreter's exit.
+    """
     parts: list[bytes] = []
-    size = 0
+    size, target = 0, CHUNK_BYTES
     for data in copy:
         parts.append(bytes(data))
         size += len(data)
-        if size >= CHUNK_BYTES:
-            yield b"".join(parts)
-            parts, size = [], 0
+        if size < target:
+            continue
+        block = b"".join(parts)
+        cut = record_end(block)
+        if cut == 0:  # one value longer than the block (a large text): wait for its end, with a larger block
+            parts, target = [block], target * 2
+            continue
+        yield block[:cut]
+        rest = block[cut:]
+        parts, size, target = ([rest] if rest else []), len(rest), CHUNK_BYTES
     if parts:
         yield b"".join(parts)
+
+
+def record_end(block: bytes) -> int:
+    """The length of the longest prefix of ``block`` (which starts a record) made of whole CSV records; 0 if none.
+
+    COPY's CSV quotes a value holding a newline and doubles a quote inside one, so a newline ends a record
+    exactly when the quotes before it are even in number.
+    """
+    quotes = block.count(b'"')
+    pos = len(block)
+    while True:
+        newline = block.rfind(b"\n", 0, pos)
+        if newline < 0:
+            return 0
+        quotes -= block.count(b'"', newline, pos)
+        if quotes % 2 == 0:
+            return newline + 1
+        pos = newline
 
 
 def render_settings(pg: PgStore) -> dict[str, str]:
@@ -133,7 +138,7 @@ def capture_table(pg: PgStore, table: Table, district: str, path: Path) -> Table
     try:
         with pq.ParquetWriter(sink, schema, compression=COMPRESSION) as writer:
             with mapped_errors(store, name), pg.conn.cursor() as cur, cur.copy(query, (district,)) as copy, \
-                    Prefetch(_gathered(copy), depth=CHUNKS_WAITING, name=f"cert_loader-backup-{store}") as chunks:
+                    Prefetch(record_blocks(copy), depth=CHUNKS_WAITING, name=f"cert_loader-backup-{store}") as chunks:
                 for group in _row_groups(store, name, caps, schema, iter(chunks)):
                     writer.write_table(group)
                     rows += group.num_rows
@@ -148,44 +153,32 @@ def capture_table(pg: PgStore, table: Table, district: str, path: Path) -> Table
 
 
 def _row_groups(store: str, table: str, caps: list[ColumnCapture], schema: pa.Schema,
-                chunks: Iterator[bytes]) -> Iterator[pa.Table]:
-    first = next(chunks, None)
-    if first is None:
-        return  # no district rows: the writer leaves an empty file with the schema
+                blocks: Iterator[bytes]) -> Iterator[pa.Table]:
     names = [f"c{i}" for i in range(len(caps))]  # the catalog's names may be anything; these are plain
-    try:  # the reader parses its first block at once
-        reader = pcsv.open_csv(
-            _ChunkReader(_prepended(first, chunks)),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=CSV_BLOCK),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={n: c.read for n, c in zip(names, caps)}, null_values=[""], strings_can_be_null=True,
-                quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]),
-        )
-    except pa.ArrowInvalid as exc:
-        raise _conversion_error(store, table, caps, exc) from exc
+    options = dict(
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types={n: c.read for n, c in zip(names, caps)}, null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]),
+    )
     pending: list[pa.RecordBatch] = []
     size = 0
-    while True:
+    for block in blocks:
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
+            # One block per parse: a record never straddles the reader's blocks, whatever its size.
+            read = pcsv.ReadOptions(column_names=names, block_size=len(block) + 1, use_threads=False)
+            parsed = pcsv.read_csv(pa.py_buffer(block), read_options=read, **options)
         except pa.ArrowInvalid as exc:
             raise _conversion_error(store, table, caps, exc) from exc
-        arrays = [finish_column(store, table, c, batch.column(i)) for i, c in enumerate(caps)]
-        pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-        size += batch.num_rows
+        for batch in parsed.to_batches():
+            arrays = [finish_column(store, table, c, batch.column(i)) for i, c in enumerate(caps)]
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            size += batch.num_rows
         if size >= ROW_GROUP_ROWS:
             yield pa.Table.from_batches(pending, schema)
             pending, size = [], 0
     if pending:
         yield pa.Table.from_batches(pending, schema)
-
-
-def _prepended(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 def _conversion_error(store: str, table: str, caps: list[ColumnCapture], exc: pa.ArrowInvalid) -> BackupError:

@@ -68,6 +68,15 @@ class Prefetch(Generic[T]):
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        # A consumer still waiting on the queue would wait forever: pyarrow's CSV reader reads ahead on its
+        # own thread, and one left blocked here hangs the interpreter's exit (the backup's capture of a
+        # table whose first block is refused). End its iteration instead; the caller is already leaving.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put_nowait((False, _END))
 
     def __enter__(self) -> "Prefetch[T]":
         return self
