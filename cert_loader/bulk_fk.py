@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from cert_loader.errors import CatalogError, CertLoaderError
+from cert_loader.errors import CatalogError, CertLoaderError, ConfigError
 from cert_loader.stores.postgres import PgStore
 
 # Referential actions that only check (a: NO ACTION, r: RESTRICT); others change rows on parent deletes/updates.
@@ -129,3 +129,70 @@ def restore_fks(store: PgStore, fks: list[BulkFk]) -> None:
             + sql.SQL(fk.definition),  # noqa: S608 - server-generated constraint text, see docstring
             table=fk.qualname,
         )
+
+
+# Every load (and unload) holds this advisory lock of each PostgreSQL store it writes, shared; a bulk-FK
+# load holds it exclusively, so its ACCESS EXCLUSIVE locks never meet another load of the same database
+# (advisory locks are per database: one key per store). Session-level, on the pre-flight connection the
+# store's transaction runs on; closing it (the load's end) frees it.
+WRITERS_KEY = "cert_loader:store-writers"
+# How long a load waits for it before it is refused (CERT_STORE_LOCK_WAIT seconds).
+DEFAULT_LOCK_WAIT_S = 30.0
+
+
+def lock_wait_s(env=None) -> float:
+    import os
+
+    raw = (env if env is not None else os.environ).get("CERT_STORE_LOCK_WAIT", "")
+    try:
+        return max(0.0, float(raw)) if raw.strip() else DEFAULT_LOCK_WAIT_S
+    except ValueError as exc:
+        raise ConfigError(f"CERT_STORE_LOCK_WAIT={raw!r} is not a number of seconds",
+                          hint="set it to e.g. 30, or unset it") from exc
+
+
+def store_order(stores: dict[str, PgStore]) -> list[str]:
+    """The fixed order every load takes the stores' writer locks in: by server, database, then name."""
+    def key(name: str):
+        info = stores[name].conn.info
+        return (info.host or "", int(info.port or 0), info.dbname or "", name)
+
+    return sorted(stores, key=key)
+
+
+def lock_writers(stores: dict[str, PgStore], *, exclusive: bool, wait_s: float | None = None,
+                 district: str | None = None) -> None:
+    """Take each store's writer lock (shared, or exclusive for bulk-FK) in ``store_order``, waiting at most ``wait_s``.
+
+    Always the same order, and never a blocking wait inside the server (a try, then a short sleep), so
+    two loads cannot deadlock on these locks across servers. A lock not had in time refuses the load,
+    naming the store; the locks already taken are freed with the sessions when the caller closes them.
+    """
+    import time
+
+    from cert_loader.errors import LoadLockedError
+
+    wait_s = lock_wait_s() if wait_s is None else wait_s
+    fn = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+    query = sql.SQL("SELECT {}(hashtextextended(%s, 0))").format(sql.Identifier(fn))
+    deadline = time.monotonic() + wait_s
+    for name in store_order(stores):
+        while not stores[name].scalar(query, (WRITERS_KEY,)):
+            if time.monotonic() >= deadline:
+                raise LoadLockedError(_refusal(name, exclusive, wait_s), store=name, district=district,
+                                      hint=_refusal_hint(exclusive))
+            time.sleep(0.2)
+
+
+def _refusal(store: str, exclusive: bool, wait_s: float) -> str:
+    if exclusive:
+        return (f"--bulk-fk needs store {store} to itself (it takes ACCESS EXCLUSIVE locks on the loaded tables), "
+                f"but other loads were still writing to it after {wait_s:g} s")
+    return f"a --bulk-fk load holds store {store} exclusively (ACCESS EXCLUSIVE locks) and did not end within {wait_s:g} s"
+
+
+def _refusal_hint(exclusive: bool) -> str:
+    if exclusive:
+        return ("run the bulk-FK load when no other load writes to this store (or without --bulk-fk); "
+                "CERT_STORE_LOCK_WAIT sets how long it waits")
+    return "run this load again when the bulk-FK load has finished; CERT_STORE_LOCK_WAIT sets how long it waits"

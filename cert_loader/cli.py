@@ -90,9 +90,10 @@ def cmd_restore(args) -> int:
 def cmd_backups(args) -> int:
     from cert_loader.backup.catalogue import list_backups, prune_backups
     from cert_loader.backup.restore import live_catalogs
+    from cert_loader.data_root import data_root
     from cert_loader.errors import ConfigError
 
-    root = Path(args.data_root or os.environ.get("CERT_DATA_ROOT") or ".")
+    root = data_root(args.data_root or os.environ.get("CERT_DATA_ROOT") or ".")  # a directory or s3:// URL
     if args.prune is not None:
         for run_id in prune_backups(root, args.district, args.prune):
             print(f"removed {run_id}", file=sys.stderr)
@@ -183,15 +184,26 @@ def cmd_mark(args) -> int:
 
 
 def cmd_grants(args) -> int:
-    from cert_loader.grants import grant_statements, read_grant_targets
+    from cert_loader.catalog import read_catalog
+    from cert_loader.grants import grant_statements, read_grant_targets, referenced_parents
     from cert_loader.mark import loader_schema_exists
+    from cert_loader.references import bind_references, read_references, references_path
     from cert_loader.stores.postgres import PgStore
 
     args.stores = args.stores or ",".join(PG_STORES)  # grants are for the PostgreSQL stores only
     config = _config(args)
+    catalogs = {}
     for name, cfg in config.pg.items():
         with PgStore(cfg) as store:
-            targets = read_grant_targets(store.conn, name)
+            catalogs[name] = read_catalog(store.conn, name)
+    # Declared cross-store references read their parents from another store's load: SELECT on those too.
+    refs, problems = read_references(references_path(config.data_root))
+    binding = bind_references(refs, catalogs)
+    for problem in [*problems, *binding.problems]:
+        print(f"-- not granted for a declared reference: {problem}")
+    for name, cfg in config.pg.items():
+        with PgStore(cfg) as store:
+            targets = read_grant_targets(store.conn, name, catalogs[name], referenced_parents(binding.references, name))
             marked = loader_schema_exists(store.conn)
         print(f"-- {name}: database {targets.database!r} ({cfg.redacted()}), run by its owner")
         if not marked:
@@ -218,8 +230,8 @@ def cmd_bench(args) -> int:
         print(f"error: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     results = run_bench(args.admin_url, args.rows, Path(args.out) if args.out else None, repeat=args.repeat,
-                        sections=sections, memory_rows=tuple(args.memory_rows),
-                        say=lambda line: print(line, file=sys.stderr, flush=True))
+                        sections=sections, memory_rows=tuple(args.memory_rows), district_rows=args.district_rows,
+                        levels=tuple(args.levels), say=lambda line: print(line, file=sys.stderr, flush=True))
     print(render(results))
     return 0
 
@@ -333,9 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure load rates against server-side COPY in the same run")
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of the FK'd child table (default 1,000,000)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each measure, in rotating order; medians reported")
-    p.add_argument("--sections", help="comma-separated subset of relational,memory,graph,seed (default: all)")
+    p.add_argument("--sections", help="comma-separated subset of relational,memory,graph,seed,undo,districts (default: all)")
     p.add_argument("--memory-rows", type=int, nargs="+", default=[100_000, 5_000_000],
                    help="largest-table sizes whose peak RSS is measured (default 100000 5000000)")
+    p.add_argument("--district-rows", type=int, default=150_000,
+                   help="districts section: rows per district, the seed shape's 157 tables scaled (default 150000)")
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8],
+                   help="districts section: how many districts load at once, per measure (default 1 2 4 8)")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--admin-url", default=os.environ.get("CERT_BENCH_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres"),
                    help="a superuser URL: the benchmark creates and drops its own database")

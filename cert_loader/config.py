@@ -9,6 +9,7 @@ from typing import Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cert_loader.errors import ConfigError
+from cert_loader.data_root import data_root as data_root_of
 
 from cert_loader.constants import ALL_STORES, GRAPH_STORE, PG_STORES
 
@@ -134,7 +135,7 @@ class LoaderConfig:
                 f"unknown store(s) {', '.join(unknown)}",
                 hint=f"choose from {', '.join(ALL_STORES)}",
             )
-        root = Path(data_root or env.get("CERT_DATA_ROOT") or ".")
+        root = data_root_of(data_root or env.get("CERT_DATA_ROOT") or ".")
         pg: dict[str, PgStoreConfig] = {}
         missing: list[str] = []
         for name in PG_STORES:

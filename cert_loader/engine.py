@@ -19,7 +19,7 @@ from cert_loader.report import LoadReport, graph_totals
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import get_strategy
 from cert_loader.store_context import StoreContext
-from cert_loader.bulk_fk import BulkFkPlan, plan_bulk_fk
+from cert_loader.bulk_fk import BulkFkPlan, lock_writers, plan_bulk_fk
 from cert_loader.transaction import StoreTransaction, UnitOfWork, make_gid, recover
 from cert_loader.verify import verify_graph
 from cert_loader.verify.cross_store import attach_results, check_load, plan_references, raise_for_failures
@@ -91,6 +91,8 @@ def load_district(config: LoaderConfig, district: str, options: LoadOptions | No
         report.warnings = list(pf.plan.warnings)
         pf.plan.raise_for_problems()
         atomic = _decide_atomicity(pf, options, report)
+        # Shared per store; exclusive for bulk-FK (its ACCESS EXCLUSIVE locks never meet another load).
+        lock_writers(pf.pg, exclusive=options.bulk_fk, district=district)
         uow = _run_transactions(pf, options, report, run_id, atomic, bulk)
         report.finish("SUCCESS")
         _after_commit(paths.data_root, report, options)
@@ -204,6 +206,8 @@ def _run_transactions(pf: Preflight, options: LoadOptions, report: LoadReport, r
     load_graph = options.load_graph and pf.graph_input is not None
     first = next(iter(pf.pg.values())).config if pf.pg else None
     uow = UnitOfWork(district, run_id, txs, None, first, atomic)
+    if load_graph:  # a decision commit refused for a concurrent write redoes the graph's part (transaction.py)
+        uow.graph_redo = lambda: _load_graph(pf, options, report, run_id)
     report_stores = report.stores
     for name in pf.pg:
         report_stores[name] = StoreResult(name, two_phase=atomic)
@@ -395,6 +399,7 @@ def unload_district(config: LoaderConfig, district: str,
         pf.plan.raise_for_problems()
         for store in pf.pg.values():
             store.lock_district(district)
+        lock_writers(pf.pg, exclusive=False, district=district)  # waits out a bulk-FK load of a store
         catalogs = {n: read_catalog(s.conn, n) for n, s in pf.pg.items()}
         references, pf.readers = plan_references(config.data_root, pf.plan, catalogs, readers, lock=True)
         pf.plan.raise_for_problems()

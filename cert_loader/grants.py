@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import psycopg
 from psycopg import sql
 
 from cert_loader.catalog import Catalog, read_catalog
 from cert_loader.constants import DECISION_TABLE, DISTRICT_COLUMN, LOADER_SCHEMA
+from cert_loader.references import BoundReference
 from cert_loader.stores.postgres import mapped_errors
 
 # What a load does to a CERT table: read (counts, FK checks, staging), COPY/INSERT, upsert/merge, delete.
@@ -34,7 +36,7 @@ class GrantTargets:
 
     database: str
     tables: tuple[tuple[str, str], ...]  # CERT tables (they have district_id): read and write
-    parents: tuple[tuple[str, str], ...]  # FK parents without district_id: read by the FK verification
+    parents: tuple[tuple[str, str], ...]  # FK parents and declared cross-store parents without district_id: read only
     sequences: tuple[tuple[str, str], ...]  # called by the CERT tables' column defaults
 
     @property
@@ -42,10 +44,16 @@ class GrantTargets:
         return tuple(sorted({s for s, _ in self.tables + self.parents + self.sequences}))
 
 
-def grant_targets(catalog: Catalog, default_sequences: dict[tuple[str, str], list[tuple[str, str]]] | None = None) -> GrantTargets:
-    """The CERT tables of ``catalog``, the parents their FKs read, and the sequences their defaults call."""
+def grant_targets(catalog: Catalog, default_sequences: dict[tuple[str, str], list[tuple[str, str]]] | None = None,
+                  referenced: Iterable[tuple[str, str]] = ()) -> GrantTargets:
+    """The CERT tables of ``catalog``, the parents their FKs read, and the sequences their defaults call.
+
+    ``referenced`` are this store's parent tables of declared cross-store references (DESIGN.md section 2):
+    the check reads them from another store's load, so a shared table no FK points at still needs SELECT.
+    """
     cert = sorted(k for k, t in catalog.tables.items() if t.column(DISTRICT_COLUMN) is not None)
-    parents = sorted({fk.ref_key for k in cert for fk in catalog.tables[k].foreign_keys} - set(cert))
+    fk_parents = {fk.ref_key for k in cert for fk in catalog.tables[k].foreign_keys}
+    parents = sorted((fk_parents | set(referenced)) - set(cert))
     seqs = sorted({s for k in cert for s in (default_sequences or {}).get(k, ())})
     return GrantTargets(catalog.database, tuple(cert), tuple(parents), tuple(seqs))
 
@@ -81,11 +89,17 @@ def grant_statements(role: str, targets: GrantTargets) -> list[str]:
     return out
 
 
-def read_grant_targets(conn: psycopg.Connection, store: str) -> GrantTargets:
+def read_grant_targets(conn: psycopg.Connection, store: str, catalog: Catalog | None = None,
+                       referenced: Iterable[tuple[str, str]] = ()) -> GrantTargets:
     """The grant targets of the connected store, from its live catalog (nothing is written)."""
     with mapped_errors(store):
-        catalog = read_catalog(conn, store)
+        catalog = catalog or read_catalog(conn, store)
         seqs: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for tschema, table, sschema, seq in conn.execute(_DEFAULT_SEQUENCES).fetchall():
             seqs.setdefault((tschema, table), []).append((sschema, seq))
-    return grant_targets(catalog, seqs)
+    return grant_targets(catalog, seqs, referenced)
+
+
+def referenced_parents(references: Iterable[BoundReference], store: str) -> set[tuple[str, str]]:
+    """The parent tables of ``store`` that declared cross-store references read."""
+    return {ref.parent.table.key_id for ref in references if ref.parent.store == store}

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cert_loader.constants import GRAPH_STORE
+from cert_loader.data_root import data_root, parquet_file_source
 from cert_loader.errors import InputError
 
 # The one pattern for labels and relationship types: they are formatted into Cypher (DESIGN.md sections 6, 9).
@@ -188,7 +189,7 @@ def _parse_props(
 
 def _read_columns(path: Path, columns: tuple[str, ...], optional: tuple[str, ...], table: str) -> dict[str, list]:
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(parquet_file_source(path))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(
             f"cannot read {path}: {exc}", store=STORE, table=table, hint="check the file exists and is parquet",
@@ -200,7 +201,7 @@ def _read_columns(path: Path, columns: tuple[str, ...], optional: tuple[str, ...
             store=STORE, table=table, hint=f"write the columns {', '.join(columns)}",
         )
     wanted = list(columns) + [c for c in optional if c in schema.names]
-    data = pq.read_table(path, columns=wanted)
+    data = pq.read_table(parquet_file_source(path), columns=wanted)
     out: dict[str, list] = {}
     for name in wanted:
         col = data.column(name)
@@ -229,8 +230,8 @@ def read_graph_input(nodes_path: Path, rels_path: Path | None, district: str) ->
     not vouch for (a bad value, but also just an unusual one) is read again by the checked, row-by-row
     reader, which is the reference: it accepts the same files and names the first bad row.
     """
-    nodes_path = Path(nodes_path)
-    rels_path = Path(rels_path) if rels_path else None
+    nodes_path = data_root(nodes_path)
+    rels_path = data_root(rels_path) if rels_path else None
     nodes = _read_columns(nodes_path, NODE_COLUMNS, (), "nodes")
     rels = _read_columns(rels_path, REL_COLUMNS, ("district_id",), "relationships") if rels_path else None
     with _collector_paused():

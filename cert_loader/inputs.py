@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cert_loader.data_root import parquet_file_source
 from cert_loader.errors import InputError
 
 # Rows per Arrow batch read from parquet: large enough that per-batch overhead vanishes, small
@@ -203,8 +204,11 @@ class ParquetSource:
     @classmethod
     def open(cls, path: Path, *, store: str, table: str) -> "ParquetSource":
         try:
-            meta = pq.read_metadata(path)
-            schema = pq.read_schema(path)
+            source = parquet_file_source(path)  # a local path stays a path (same fast path)
+            meta = pq.read_metadata(source)
+            schema = pq.read_schema(path) if source is path else meta.schema.to_arrow_schema()
+            if source is not path:
+                source.close()
         except (OSError, pa.ArrowException) as exc:
             raise InputError(
                 f"cannot read parquet file {path} ({exc})",
@@ -216,8 +220,11 @@ class ParquetSource:
 
     def batches(self, columns: list[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Stream the file in record batches: memory stays flat whatever the file size."""
-        reader = pq.ParquetFile(self.path, memory_map=False, pre_buffer=False, buffer_size=READ_BUFFER)
+        source = parquet_file_source(self.path)  # an S3 object: a random-access file over ranged GETs
+        reader = pq.ParquetFile(source, memory_map=False, pre_buffer=False, buffer_size=READ_BUFFER)
         try:
             yield from reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
         finally:
             reader.close()
+            if source is not self.path:
+                source.close()

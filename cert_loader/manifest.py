@@ -12,6 +12,7 @@ from typing import Any
 
 from cert_loader.catalog import Catalog, Table
 from cert_loader.config import LoaderConfig
+from cert_loader.data_root import data_root as data_root_of
 from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE, PG_STORES
 from cert_loader.errors import CatalogError, InputError
 
@@ -23,7 +24,7 @@ SNAPSHOT_HINT = "run cert-loader snapshot (then reload the code location)"
 
 
 def default_manifest_path(data_root: Path) -> Path:
-    return Path(data_root) / "data" / "analysis" / "cert-schema.json"
+    return data_root_of(data_root) / "data" / "analysis" / "cert-schema.json"
 
 
 @dataclass
@@ -91,7 +92,7 @@ def write_manifest(manifest: Manifest, path: Path) -> Path:
 
 def read_manifest(path: Path) -> Manifest:
     """Parse a manifest file; anything unexpected is an InputError naming the file."""
-    path = Path(path)
+    path = data_root_of(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

@@ -15,6 +15,7 @@ from typing import Any, Collection, Mapping
 
 from cert_loader.catalog import Catalog, Column, Table
 from cert_loader.constants import DISTRICT_COLUMN, PG_STORES
+from cert_loader.data_root import data_root as data_root_of
 from cert_loader.errors import CatalogError, CertLoaderError, InputError
 
 # data/analysis/ beside extraction-order.json (DESIGN.md section 2); optional: absent means no references.
@@ -110,7 +111,7 @@ class ReferenceBinding:
 
 
 def references_path(data_root: Path) -> Path:
-    return Path(data_root) / "data" / "analysis" / REFERENCES_FILE
+    return data_root_of(data_root) / "data" / "analysis" / REFERENCES_FILE
 
 
 def read_references(path: Path) -> tuple[list[Reference], list[InputError]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cert_loader.constants import COUNT_FIELDS, GRAPH_STORE
+from cert_loader.data_root import S3Path
 from cert_loader.results import CheckResult, StoreResult, TableResult
 
 
@@ -147,7 +148,11 @@ class LoadReport:
         return out
 
     def write(self, path: Path) -> Path:
-        """Write atomically (temp file + rename) so a reader never sees half a report."""
+        """Write atomically (temp file + rename; on S3 one whole-object PUT) so a reader never sees half a report."""
+        if isinstance(path, S3Path):
+            path.write_text(json.dumps(self.as_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
+            self.report_path = path
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".load-report.", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

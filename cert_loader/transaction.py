@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 # Every global transaction id the loader creates starts with this, so recovery never touches a
 # prepared transaction that is not ours. Layout: cert_loader|<run id>|<store>|<district>.
 GID_PREFIX = "cert_loader|"
+# Tries of the graph's decision commit when the server refuses it for a concurrent write (UnitOfWork._decide_on_graph).
+GRAPH_COMMIT_ATTEMPTS = 5
 # PostgreSQL's limit on a gid (GIDSIZE) is 200 bytes.
 GID_MAX = 200
 
@@ -137,6 +141,9 @@ class UnitOfWork:
     atomic: bool
     graph_state: str = "NOT_STARTED"
     notes: list[str] = field(default_factory=list)
+    # Redoes the graph's part of the load in a new transaction (begin, load, verify): used when the
+    # decision commit is refused for a concurrent write, see _decide.
+    graph_redo: Callable[[], GraphDecision] | None = None
 
     def commit(self) -> None:
         # A stop request (Dagster's terminate, Ctrl-C) is held from the first PREPARE to the last COMMIT:
@@ -163,15 +170,38 @@ class UnitOfWork:
     def _decide(self) -> None:
         """Make the commit decision durable: after this returns, recovery commits every store."""
         if self.graph is not None:
+            self._decide_on_graph()
+            return
+        record_decision(self.decision_store, self.run_id, self.district, sorted(self.stores))
+
+    def _decide_on_graph(self) -> None:
+        """Commit the graph's transaction (the decision); redo it if the server refused it for a concurrent write.
+
+        Safe to redo only because such a refusal means the server rolled the whole transaction back (no
+        marker, no node: the decision is still "not committed", and recovery would roll the prepared
+        stores back), the district's advisory lock keeps every other load off this district's subgraph,
+        so the redo reads what the first attempt read, and it verifies again before it commits. A commit
+        whose outcome is unknown (InDoubtError) is never redone.
+        """
+        from cert_loader.stores.graph import is_write_conflict
+
+        for attempt in range(1, GRAPH_COMMIT_ATTEMPTS + 1):
             try:
+                if attempt > 1:
+                    time.sleep(random.uniform(0.1, 0.5) * attempt)  # let the rival commit finish
+                    self.graph = self.graph_redo()
                 # The graph store adds run_id, district and the decision itself.
                 self.graph.commit({"stores": ",".join(sorted(self.stores))})
                 self.graph_state = "COMMITTED"
-            except Exception:
-                self.graph_state = "FAILED"
-                raise
-            return
-        record_decision(self.decision_store, self.run_id, self.district, sorted(self.stores))
+                return
+            except Exception as exc:
+                if self.graph_redo is None or attempt == GRAPH_COMMIT_ATTEMPTS or not is_write_conflict(exc):
+                    self.graph_state = "FAILED"
+                    raise
+                log.warning("sp: the commit of district %s was refused for a concurrent write (attempt %d); "
+                            "redoing the graph's transaction", self.district, attempt)
+                self.notes.append(f"sp: commit attempt {attempt} refused for a concurrent write ({exc.reason}); "
+                                  "the graph's transaction was redone and verified again")
 
     def _commit_prepared(self) -> None:
         failed = []
@@ -197,8 +227,7 @@ class UnitOfWork:
     def _commit_one_by_one(self) -> None:
         """Non-atomic mode (no prepared transactions on some server): commit store after store."""
         if self.graph is not None:
-            self.graph.commit({"stores": ",".join(sorted(self.stores))})
-            self.graph_state = "COMMITTED"
+            self._decide_on_graph()
         for name, tx in self.stores.items():
             checkpoint(f"before-commit:{name}")
             tx.commit()

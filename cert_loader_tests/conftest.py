@@ -17,7 +17,9 @@ EXIT_GRACE_SECONDS = 120
 
 _WATCHDOG = """
 pid=$1; grace=$2; waited=0
-while kill -0 "$pid" 2>/dev/null; do
+# Alive and not a zombie (a parent that reads our pipes before it reaps pytest must not wait on us).
+alive() { state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1); [ -n "$state" ] && [ "$state" != Z ]; }
+while alive; do
   if [ "$waited" -ge "$grace" ]; then
     echo "pytest (pid $pid) has not exited $grace s after its last test: a thread left running holds it; aborting it" >&2
     kill -ABRT "$pid"; exit 0

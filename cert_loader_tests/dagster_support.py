@@ -125,3 +125,31 @@ def stop_group(proc: subprocess.Popen) -> None:
             time.sleep(0.5)  # let the group's other members exit before checking again
         except subprocess.TimeoutExpired:
             continue
+
+
+def start_dagster_dev(env: dict[str, str], cwd: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """`dagster dev` over the project's workspace (own session, so stop_group ends all of it), once it answers."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
+            env=subprocess_env(**env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=default_signals,
+        )
+    wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
+    return proc, port
+
+
+def start_celery_worker(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`scripts/celery-worker.sh NAME` (own session), once its log says it is ready for tasks."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(REPO / "scripts" / "celery-worker.sh"), name], env=subprocess_env(**env),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=default_signals)
+    deadline = time.monotonic() + 60
+    while " ready." not in log_path.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_group(proc)
+            pytest.fail(f"celery worker {name} did not start:\n{log_path.read_text()[-3000:]}", pytrace=False)
+        time.sleep(0.3)
+    return proc

@@ -197,3 +197,26 @@ def test_dagster_backup_then_cert_restore_job(make_district, sample_stores, data
         instance=instance, resources=resources, raise_on_error=False,
         run_config={"ops": {"cert_restore_op": {"config": {"district": district, "run_id": "load-nope"}}}})
     assert not refused.success
+
+
+def test_dagster_keep_prunes_older_backups(make_district, sample_stores, data_root, tmp_path, no_prepared_left):
+    """`keep: 1` with `backup: true` in the load's run config leaves only the newest backup (LoadConfig.keep)."""
+    import dagster as dg
+
+    from cert_loader.defs.assets import LoadConfig, build_cert_asset
+    from cert_loader.defs.translator import build_specs
+    from cert_loader.manifest import read_manifest
+    from cert_loader_tests.dagster_support import instance_with, pg_resources, snapshot_to
+
+    assert LoadConfig().keep is None  # default: keep all
+    manifest = snapshot_to(sample_stores, tmp_path / "cert-schema.json")
+    asset = build_cert_asset(build_specs(read_manifest(manifest)), manifest)
+    district = make_district(students=STUDENTS)
+    instance = instance_with([district])
+    resources = pg_resources(sample_stores, data_root)
+    config = {"strategy": "replace", "backup": True}
+    for extra in ({}, {}, {"keep": 1}):
+        assert dg.materialize([asset], partition_key=district, instance=instance, resources=resources,
+                              run_config={"ops": {"cert_district_load": {"config": {**config, **extra}}}}).success
+    kept = sorted(p.name for p in backups_dir(data_root, district).iterdir())
+    assert kept == [_report(data_root, district)["load_run_id"]]

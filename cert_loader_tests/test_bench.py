@@ -47,3 +47,19 @@ def test_seed_shape_has_the_seeds_tables_and_rows(tmp_path):
     t = seed_tables("adb")[15]
     table = pq.read_table(tmp_path / "data" / "anonymized" / "d-shape" / "adb" / f"{t.name}.parquet")
     assert table.num_rows == t.rows and set(table.column_names) >= {"district_id", "id", "parent_id"}
+
+
+def test_districts_section_reports_the_curve_for_both_engines(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cert_loader.cli", "bench", "--sections", "districts", "--district-rows", "4000",
+         "--levels", "1", "--out", str(out), "--admin-url", ADMIN_URL],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    d = json.loads(out.read_text())["districts"]
+    for engine in ("cli", "dagster"):
+        assert set(d[engine]) == {"1"}  # one level keeps the smoke test short; the curve is the bench's own run
+        assert d[engine]["1"]["vs_one"] == 1.0 and d[engine]["1"]["rows_per_s"] > 0
+        assert d[engine]["1"]["districts_per_hour"] > 0
+    assert "throughput" in proc.stdout and "4 at once" in proc.stdout

@@ -37,8 +37,11 @@ def test_dagster_yaml_storage_and_run_queue(instance_env, monkeypatch) -> None:
         assert isinstance(storage, PostgresEventLogStorage) and storage.supports_asset_checks
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        per_value = {"applyLimitPerUniqueValue": True}
         assert coordinator.get_run_queue_config().tag_concurrency_limits == [
-            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+            {"key": "dagster/partition", "value": per_value, "limit": 1},
+            *({"key": f"cert_loader/server.{store}", "value": per_value, "limit": 4}
+              for store in ("ids", "hcp1", "hcp2", "adb", "sp")),
         ]
         instance.add_dynamic_partitions("district", ["probe"])
         assert "probe" in instance.get_dynamic_partitions("district")

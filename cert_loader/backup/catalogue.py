@@ -20,6 +20,7 @@ from cert_loader.backup.layout import BackupError, BackupPaths, backups_dir, fsy
 from cert_loader.backup.record import BackupCheck, BackupManifest, check_backup
 from cert_loader.catalog import Catalog
 from cert_loader.config import LoaderConfig
+from cert_loader.data_root import S3Path, data_root as data_root_of
 from cert_loader.inputs import DistrictPaths
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ HISTORY = "history.jsonl"
 
 
 def history_file(data_root: Path, district: str) -> Path:
-    return DistrictPaths(Path(data_root), district).load_dir / HISTORY
+    return DistrictPaths(data_root_of(data_root), district).load_dir / HISTORY
 
 
 def record_load(data_root: Path, district: str, entry: dict[str, Any]) -> None:
@@ -36,6 +37,9 @@ def record_load(data_root: Path, district: str, entry: dict[str, Any]) -> None:
     path = history_file(data_root, district)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"district": district, **entry}, ensure_ascii=False) + "\n"
+    if isinstance(path, S3Path):  # no append on S3: the object is rewritten whole (one PUT)
+        path.write_text((path.read_text() if path.is_file() else "") + line)
+        return
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()
@@ -56,7 +60,7 @@ def read_history(data_root: Path, district: str) -> list[dict[str, Any]]:
                 continue
             if isinstance(item, dict) and item.get("run_id") and all(h["run_id"] != item["run_id"] for h in out):
                 out.append(item)
-    report = DistrictPaths(Path(data_root), district).report_file
+    report = DistrictPaths(data_root_of(data_root), district).report_file
     try:
         last = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -97,7 +101,7 @@ def list_backups(data_root: Path, district: str, catalogs: dict[str, Catalog] | 
     for entry in top.iterdir():
         if not entry.is_dir() or entry.name.startswith("."):
             continue
-        check = check_backup(BackupPaths(Path(data_root), district, entry.name), catalogs, checksums=checksums)
+        check = check_backup(BackupPaths(data_root_of(data_root), district, entry.name), catalogs, checksums=checksums)
         out.append(_info(entry, check, committed))
     return sorted(out, key=lambda b: (b.created_at, b.run_id), reverse=True)
 
@@ -143,7 +147,11 @@ def prune_backups(data_root: Path, district: str, keep: int, *, protect: tuple[s
     for b in infos:
         if b.run_id in kept or (not b.complete and (newest_complete is None or b.created_at >= newest_complete)):
             continue
-        shutil.rmtree(backups_dir(data_root, district) / b.run_id, ignore_errors=True)
+        gone = backups_dir(data_root, district) / b.run_id
+        if isinstance(gone, S3Path):
+            gone.remove_tree()
+        else:
+            shutil.rmtree(gone, ignore_errors=True)
         removed.append(b.run_id)
     if removed:
         fsync_dir(backups_dir(data_root, district))
@@ -170,7 +178,7 @@ def plan_restore(data_root: Path, district: str, run_id: str, catalogs: dict[str
 
     Loads after run ``run_id`` (not the run itself: that is the load being undone) need ``force``.
     """
-    paths = BackupPaths(Path(data_root), district, run_id)
+    paths = BackupPaths(data_root_of(data_root), district, run_id)
     check = check_backup(paths, catalogs)
     check.raise_for_problems()
     history = read_history(data_root, district)

@@ -9,6 +9,7 @@ same nodes and relationships back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -27,8 +28,11 @@ from cert_loader.graph_input import IDENTIFIER_RE, MARKER_LABEL, NODE_COLUMNS, R
 
 # run(query, table, **params) -> records as dicts: the graph transaction's own (GraphTransaction.cypher.run).
 Run = Callable[..., list[dict[str, Any]]]
-# Rows per parquet row group (and per write): the graph's rows are held per label by the read anyway.
+# Rows per parquet row group: memory holds at most one group per file plus one page.
 ROW_GROUP_ROWS = 65_536
+# Nodes per read: one statement returns a page's nodes (and one the relationships they start) as one list,
+# through the (district_id, id) key index, as the content check reads them (verify/graph_content.py).
+PAGE_IDS = 10_000
 NODES_SCHEMA = pa.schema([pa.field(c, pa.string(), nullable=c == "properties") for c in NODE_COLUMNS])
 RELS_SCHEMA = pa.schema([pa.field(c, pa.string(), nullable=c == "properties") for c in REL_COLUMNS])
 _HINT = "load without --backup: a restore could not give this back (the loader never writes it)"
@@ -65,83 +69,109 @@ def _json_value(value: Any, where: Callable[[], str]) -> Any:
 
 
 def _props(props: dict[str, Any], drop: tuple[str, ...], where: Callable[[str], str]) -> str:
-    out = {k: _json_value(v, lambda k=k: where(k)) for k, v in props.items() if k not in drop}
-    return json.dumps(out, ensure_ascii=False, allow_nan=False)
+    out = {k: v for k, v in props.items() if k not in drop}
+    try:  # the usual map: str, int, float, bool and lists of them, dumped at once
+        return json.dumps(out, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):  # a value JSON cannot hold: name it
+        out = {k: _json_value(v, lambda k=k: where(k)) for k, v in out.items()}
+        return json.dumps(out, ensure_ascii=False, allow_nan=False)
 
 
-def _node_rows(run: Run, district: str, counts: dict[str, int]) -> Iterator[dict[str, str]]:
-    for label in _labels(run):
-        if not IDENTIFIER_RE.match(label):
-            continue  # never the loader's: formatted into no query
-        rows = run(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN n.id AS id, labels(n) AS labels, "
-                   "properties(n) AS p", label, d=district)
-        for r in rows:
-            if not isinstance(r["id"], str) or r["labels"] != [label]:
-                raise BackupError(f"node {r['id']!r} of district {district!r} has labels {r['labels']} and id "
-                                  f"{r['id']!r}; the loader writes one label and a string id",
+def _node_page(run: Run, district: str, label: str, ids: list[str]) -> list[list]:
+    return run(f"UNWIND $ids AS i MATCH (n:{quoted(label)} {{district_id: $d, id: i}}) "
+               "RETURN collect([n.id, labels(n), properties(n)]) AS page", label, d=district, ids=ids)[0]["page"]
+
+
+def _rel_page(run: Run, district: str, label: str, ids: list[str]) -> list[list]:
+    return run(f"UNWIND $ids AS i MATCH (a:{quoted(label)} {{district_id: $d, id: i}})-[x]->(b) "
+               "WHERE x.district_id = $d RETURN collect([a.id, b.id, b.district_id, type(x), properties(x)]) AS page",
+               label, d=district, ids=ids)[0]["page"]
+
+
+def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict]) -> Iterator[tuple[list, list]]:
+    """One label's nodes and the relationships they start, a page of PAGE_IDS nodes at a time (as rows)."""
+    ids = [r["id"] for r in run(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN n.id AS id", label,
+                                d=district)]
+    counts[0][label] = len(ids)
+    for at in range(0, len(ids), PAGE_IDS):
+        page = ids[at:at + PAGE_IDS]
+        nodes = []
+        for node_id, labels, p in _node_page(run, district, label, page):
+            if not isinstance(node_id, str) or labels != [label]:
+                raise BackupError(f"node {node_id!r} of district {district!r} has labels {labels} and id "
+                                  f"{node_id!r}; the loader writes one label and a string id",
                                   store=GRAPH_STORE, table=GraphTable.nodes(label).display, district=district, hint=_HINT)
-            yield {"id": r["id"], "labels": label, "district_id": district,
-                   "properties": _props(r["p"], ("id", "district_id"),
-                                        lambda k, r=r: f"node {label} {r['id']!r}: property {k!r}")}
-        counts[label] = len(rows)
+            nodes.append({"id": node_id, "labels": label, "district_id": district,
+                          "properties": _props(p, ("id", "district_id"),
+                                               lambda k, i=node_id: f"node {label} {i!r}: property {k!r}")})
+        rels = []
+        for start, end, ed, t, p in _rel_page(run, district, label, page):
+            if ed != district:
+                raise BackupError(f"relationship {t} ({start!r})->({end!r}) ends outside district {district!r}",
+                                  store=GRAPH_STORE, table=GraphTable.relationships(t).display, district=district,
+                                  hint=_HINT)
+            counts[1][t] = counts[1].get(t, 0) + 1
+            rels.append({"start": start, "end": end, "type": t, "properties": _props(
+                p, ("district_id",), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")})
+        yield nodes, rels
+    inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
+                  "AND coalesce(a.district_id, '') <> $d RETURN count(x) AS c", label, d=district)
+    if inbound and inbound[0]["c"]:
+        raise BackupError(f"{inbound[0]['c']} relationship(s) of district {district!r} start outside it "
+                          f"(at {label} nodes)", store=GRAPH_STORE, district=district, hint=_HINT)
 
 
-def _rel_rows(run: Run, district: str, labels: list[str], counts: dict[str, int]) -> Iterator[dict[str, str]]:
-    for label in labels:
-        rows = run(f"MATCH (a:{quoted(label)} {{district_id: $d}})-[x]->(b) WHERE x.district_id = $d "
-                   "RETURN a.id AS start, b.id AS end, b.district_id AS ed, type(x) AS t, properties(x) AS p",
-                   label, d=district)
-        for r in rows:
-            if r["ed"] != district:
-                raise BackupError(
-                    f"relationship {r['t']} ({r['start']!r})->({r['end']!r}) ends outside district {district!r}",
-                    store=GRAPH_STORE, table=GraphTable.relationships(r["t"]).display, district=district, hint=_HINT)
-            counts[r["t"]] = counts.get(r["t"], 0) + 1
-            yield {"start": r["start"], "end": r["end"], "type": r["t"],
-                   "properties": _props(r["p"], ("district_id",),
-                                        lambda k, r=r: f"relationship {r['t']} ({r['start']!r})->({r['end']!r}): "
-                                                       f"property {k!r}")}
-        inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
-                      "AND coalesce(a.district_id, '') <> $d RETURN count(x) AS c", label, d=district)
-        if inbound and inbound[0]["c"]:
-            raise BackupError(f"{inbound[0]['c']} relationship(s) of district {district!r} start outside it "
-                              f"(at {label} nodes)", store=GRAPH_STORE, district=district, hint=_HINT)
+class _GroupWriter:
+    """A parquet file written a row group at a time (ROW_GROUP_ROWS rows), sha256 and fsync on close."""
 
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path, self.schema, self.rows = path, schema, 0
+        self.sink = HashingFile(path)
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
+        self.pending: list[dict[str, str]] = []
 
-def _write(path: Path, schema: pa.Schema, rows: Iterator[dict[str, str]]) -> tuple[int, HashingFile]:
-    sink = HashingFile(path)
-    total = 0
-    try:
-        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-            chunk: list[dict[str, str]] = []
-            for row in rows:
-                chunk.append(row)
-                if len(chunk) >= ROW_GROUP_ROWS:
-                    writer.write_table(pa.Table.from_pylist(chunk, schema))
-                    total += len(chunk)
-                    chunk = []
-                    checkpoint(f"mid-backup:{GRAPH_STORE}")
-            if chunk:
-                writer.write_table(pa.Table.from_pylist(chunk, schema))
-                total += len(chunk)
-                checkpoint(f"mid-backup:{GRAPH_STORE}")
-        sink.close()
-    except BaseException:
-        sink.abort()
-        path.unlink(missing_ok=True)
-        raise
-    return total, sink
+    def add(self, rows: list[dict[str, str]], *, flush: bool = False) -> None:
+        self.pending.extend(rows)
+        while len(self.pending) >= ROW_GROUP_ROWS or (flush and self.pending):
+            group, self.pending = self.pending[:ROW_GROUP_ROWS], self.pending[ROW_GROUP_ROWS:]
+            self.writer.write_table(pa.Table.from_pylist(group, self.schema))
+            self.rows += len(group)
+            checkpoint(f"mid-backup:{GRAPH_STORE}")
+
+    def close(self) -> None:
+        self.add([], flush=True)
+        self.writer.close()
+        self.sink.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the file goes anyway; the first error is the one to see
+            self.writer.close()
+        self.sink.abort()
+        self.path.unlink(missing_ok=True)
 
 
 def capture_graph(run: Run, district: str, nodes_path: Path, rels_path: Path) -> dict[str, GraphCapture]:
     """Write the district's nodes and relationships (fsynced); ``run`` is the open graph transaction's."""
-    node_counts: dict[str, int] = {}
-    n, nodes_sink = _write(nodes_path, NODES_SCHEMA, _node_rows(run, district, node_counts))
-    rel_counts: dict[str, int] = {}
-    labels = sorted(node_counts)
-    r, rels_sink = _write(rels_path, RELS_SCHEMA, _rel_rows(run, district, labels, rel_counts))
+    counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    writers: list[_GroupWriter] = []
+    try:
+        writers.append(_GroupWriter(nodes_path, NODES_SCHEMA))
+        writers.append(_GroupWriter(rels_path, RELS_SCHEMA))
+        for label in _labels(run):
+            if not IDENTIFIER_RE.match(label):
+                continue  # never the loader's: formatted into no query
+            for nodes, rels in _label_pages(run, district, label, counts):
+                writers[0].add(nodes)
+                writers[1].add(rels)
+        for w in writers:
+            w.close()
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    nodes_w, rels_w = writers
     return {
-        "nodes": GraphCapture(nodes_path, n, nodes_sink.size, nodes_sink.sha256,
-                              {k: v for k, v in node_counts.items() if v}),
-        "relationships": GraphCapture(rels_path, r, rels_sink.size, rels_sink.sha256, rel_counts),
+        "nodes": GraphCapture(nodes_path, nodes_w.rows, nodes_w.sink.size, nodes_w.sink.sha256,
+                              {k: v for k, v in counts[0].items() if v}),
+        "relationships": GraphCapture(rels_path, rels_w.rows, rels_w.sink.size, rels_w.sink.sha256, counts[1]),
     }

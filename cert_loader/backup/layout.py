@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cert_loader.data_root import S3Path, data_root as data_root_of
 from cert_loader.errors import CertLoaderError
 from cert_loader.inputs import DistrictPaths, check_district_name
 
@@ -28,7 +29,7 @@ class BackupError(CertLoaderError):
 
 def backups_dir(data_root: Path, district: str) -> Path:
     """``data/backups/D`` under the data root: one directory per run that took a backup."""
-    return Path(data_root) / "data" / "backups" / district
+    return data_root_of(data_root) / "data" / "backups" / district
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class BackupPaths:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a new file, a rename) durable."""
+    """Make a directory's entries (a new file, a rename) durable; on S3 a completed PUT already is."""
+    if isinstance(path, S3Path):
+        return
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -76,6 +79,8 @@ def fsync_dir(path: Path) -> None:
 
 def fsync_tree(top: Path, upto: Path) -> None:
     """fsync every directory under ``top`` (children first), then its parents up to ``upto`` (new entries all)."""
+    if isinstance(top, S3Path):  # each object was durable when its PUT / upload completed
+        return
     for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
         fsync_dir(Path(dirpath))
     here = top.parent
@@ -89,6 +94,9 @@ def fsync_tree(top: Path, upto: Path) -> None:
 def write_json_durably(path: Path, data: Any) -> tuple[int, str]:
     """Write ``data`` as JSON: temp file, fsync, atomic rename, fsync of the directory; returns (bytes, sha256)."""
     body = (json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
+    if isinstance(path, S3Path):  # one whole-object PUT: visible complete or not at all
+        path.write_bytes(body)
+        return len(body), hashlib.sha256(body).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -112,7 +120,8 @@ class HashingFile:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "wb")
+        self._fh = path.open_output_stream() if isinstance(path, S3Path) else open(path, "wb")
+        self._local = not isinstance(path, S3Path)
         self._sha = hashlib.sha256()
         self.size = 0
         self.closed = False
@@ -142,7 +151,8 @@ class HashingFile:
         self.closed = True
         try:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self._local:  # on S3 closing the stream completes the upload
+                os.fsync(self._fh.fileno())
         finally:
             self._fh.close()
 
@@ -158,7 +168,7 @@ class HashingFile:
 def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
     """(bytes, sha256) of a file on disk, read in chunks (backup verification)."""
     sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
+    with (path.filesystem.open_input_stream(path.fs_path) if isinstance(path, S3Path) else open(path, "rb")) as fh:
         while block := fh.read(chunk):
             sha.update(block)
             size += len(block)

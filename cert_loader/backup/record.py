@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from cert_loader.backup.columns import fingerprint_columns
 from cert_loader.backup.layout import BackupError, BackupPaths, file_sha256
+from cert_loader.data_root import parquet_file_source
 from cert_loader.catalog import Catalog, Table
 from cert_loader.constants import GRAPH_STORE
 
@@ -168,7 +169,7 @@ def _file_problems(paths: BackupPaths, rel: str, entry: dict[str, Any], checksum
         return [f"file {rel} does not match its sha256 (changed after the backup)"]
     if entry.get("rows") is not None:
         try:
-            rows = pq.read_metadata(path).num_rows
+            rows = pq.read_metadata(parquet_file_source(path)).num_rows
         except Exception as exc:  # noqa: BLE001 - any unreadable footer is the same problem
             return [f"file {rel} is not readable parquet ({exc})"]
         if rows != entry["rows"]:

@@ -22,6 +22,7 @@ from cert_loader.backup.record import FORMAT, VERSION, seal, table_entry
 from cert_loader.backup.relational import TableCapture, capture_table, render_settings, set_settings
 from cert_loader.catalog import Table
 from cert_loader.constants import GRAPH_STORE
+from cert_loader.data_root import data_root as data_root_of
 from cert_loader.inputs import read_validation_gate
 from cert_loader.stores.postgres import PgStore
 
@@ -57,7 +58,7 @@ class BackupRun:
     """The backup of one run of district ``district``, in ``data/backups/D/<run id>/`` under ``data_root``."""
 
     def __init__(self, data_root: Path, district: str, run_id: str, strategy: str) -> None:
-        self.paths = BackupPaths(Path(data_root), district, run_id)
+        self.paths = BackupPaths(data_root_of(data_root), district, run_id)
         self.strategy = strategy
         self.created_at = utc_now()
         self._lock = threading.Lock()

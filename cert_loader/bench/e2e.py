@@ -74,7 +74,7 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
                 times[mode].append(seconds)
                 reported[mode].append(report["duration_seconds"])
                 t0 = time.perf_counter()
-                _reset(urls, None if only_pg else graph, district)
+                reset_stores(urls, None if only_pg else graph, district)
                 say(f"seed {mode}: {seconds:.1f}s (report {reported[mode][-1]:.1f}s); stores emptied in {time.perf_counter() - t0:.1f}s")
                 shutil.rmtree(root / "data" / "anonymized" / district, ignore_errors=True)
             say(f"seed round {i + 1}/{repeat}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
@@ -95,7 +95,7 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
     return out
 
 
-def _reset(urls: dict[str, str], graph: GraphConfig | None, district: str) -> None:
+def reset_stores(urls: dict[str, str], graph: GraphConfig | None, district: str) -> None:
     """Empty the stores between runs (not timed): TRUNCATE, since the seed's FKs have no index for a DELETE."""
     import psycopg
     from psycopg import sql
@@ -141,7 +141,7 @@ def _dagster(admin_url: str, urls: dict[str, str], graph: GraphConfig | None, ro
             loads.append(report["duration_seconds"])
             say(f"seed through dagster asset materialize {i + 1}/{repeat}: {seconds:.1f}s "
                 f"(the load itself {report['duration_seconds']:.1f}s)")
-            _reset(urls, graph, district)
+            reset_stores(urls, graph, district)
             shutil.rmtree(root / "data" / "anonymized" / district, ignore_errors=True)
         return {"command_s": round(median(commands), 1), "load_s": round(median(loads), 1),
                 "command_rounds_s": [round(t, 1) for t in commands], "load_rounds_s": [round(t, 1) for t in loads]}

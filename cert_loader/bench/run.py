@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import psycopg
 
-SECTIONS = ("relational", "memory", "graph", "seed", "undo")
+SECTIONS = ("relational", "memory", "graph", "seed", "undo", "districts")
 
 
 def machine(admin_url: str) -> dict[str, Any]:
@@ -36,7 +36,8 @@ def _lines(path: str) -> list[str]:
 
 def run_bench(admin_url: str, rows: int = 1_000_000, out: Path | None = None, *, repeat: int = 3,
               sections: tuple[str, ...] = SECTIONS, memory_rows: tuple[int, ...] = (100_000, 5_000_000),
-              graph_nodes: int = 50_000, graph_rels: int = 125_000, say: Callable[[str], None] = print) -> dict[str, Any]:
+              graph_nodes: int = 50_000, graph_rels: int = 125_000, district_rows: int = 150_000,
+              levels: tuple[int, ...] = (1, 2, 4, 8), say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every section in one process; each measure ``repeat`` times in rotating order, ratios from the same run."""
     from cert_loader.bench.relational import measure_memory, measure_relational
 
@@ -66,6 +67,10 @@ def run_bench(admin_url: str, rows: int = 1_000_000, out: Path | None = None, *,
                 from cert_loader.bench.undo import measure_undo
 
                 results["undo"] = measure_undo(admin_url, graph, repeat, work, say)
+            if "districts" in sections:
+                from cert_loader.bench.districts import measure_districts
+
+                results["districts"] = measure_districts(admin_url, district_rows, levels, work, say)
         finally:
             if server is not None:
                 server.stop()
@@ -140,7 +145,20 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             (_get(r, "undo", "backup_cost") or 9) <= 0.2 if r.get("undo") else None),
         row("undo: restore / replace of the same rows", _get(r, "undo", "restore_ratio"), "<= 1.2",
             (_get(r, "undo", "restore_ratio") or 9) <= 1.2 if r.get("undo") else None),
+        row("undo: peak RSS of a load/restore process (MB)", _get(r, "undo", "peak_rss_mb"), "< 300",
+            (_get(r, "undo", "peak_rss_mb") or 9999) < 300 if r.get("undo") else None),
+        *district_targets(r),
     ]
+
+
+def district_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15 point 7: 4 districts at once give >= 1.6x the aggregate rows/s of one, per engine."""
+    out = []
+    for engine in ("cli", "dagster"):
+        ratio = _get(r, "districts", engine, "4", "vs_one")
+        out.append({"target": f"districts: 4 at once / one at a time, aggregate rows/s ({engine})", "measured": ratio,
+                    "goal": ">= 1.6", "met": None if ratio is None else ratio >= 1.6})
+    return out
 
 
 def render(r: dict[str, Any]) -> str:
@@ -183,6 +201,10 @@ def render(r: dict[str, Any]) -> str:
             d = s["dagster"]
             lines.append(f"  dagster asset materialize --select '*': {d['command_s']} s median (runs {d.get('command_rounds_s')}; "
                          f"the load inside {d['load_s']} s, runs {d.get('load_rounds_s')})")
+    if r.get("districts"):
+        from cert_loader.bench.districts import render_districts
+
+        lines.extend(render_districts(r["districts"]))
     lines.append("\ntargets:")
     for t in r["targets"]:
         mark = {True: "met", False: "NOT MET"}.get(t["met"], "not measured" if t["measured"] is None else "")

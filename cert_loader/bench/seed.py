@@ -30,9 +30,12 @@ class SeedTable:
     extra: tuple[tuple[str, str], ...]
 
 
-def seed_tables(store: str) -> list[SeedTable]:
-    """Tables parents first: a binary tree of FKs, sizes falling off like a real schema (a few large, many small)."""
+def seed_tables(store: str, scale: float = 1.0) -> list[SeedTable]:
+    """Tables parents first: a binary tree of FKs, sizes falling off like a real schema (a few large, many small).
+
+    ``scale``: the store's rows times this (the same tables; the districts section uses small districts)."""
     count, total = SHAPE[store]
+    total = max(100 * count, int(total * scale))  # room for every table's floor of 20 rows
     weights = [1 / (1 + (i * 7) % count) ** 1.1 for i in range(count)]
     scale = total / sum(weights)
     sizes = [max(20, int(w * scale)) for w in weights]
@@ -80,14 +83,14 @@ def _column(name: str, kind: str, ids: pa.Array) -> pa.Array:
     return pc.cast(pc.bit_wise_and(ids, 1023), pa.int32())
 
 
-def write_seed_district(root: Path, district: str, *, graph: bool = True) -> dict[str, int]:
+def write_seed_district(root: Path, district: str, *, graph: bool = True, scale: float = 1.0) -> dict[str, int]:
     """Write the district's files (all four stores, the graph, the order, a passing report); returns rows per store."""
     base = root / "data" / "anonymized" / district
     order: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
     for store in SHAPE:
         (base / store).mkdir(parents=True, exist_ok=True)
-        tables = seed_tables(store)
+        tables = seed_tables(store, scale)
         size = {t.name: t.rows for t in tables}
         for t in tables:
             ids = pa.array(range(t.rows), pa.int64())

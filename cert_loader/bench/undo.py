@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import secrets
 import shutil
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +16,21 @@ from cert_loader.bench.e2e import BIN, cli_env, run_measured
 from cert_loader.bench.seed import NODES, RELATIONSHIPS, SHAPE, seed_ddl, write_seed_district
 from cert_loader.config import GraphConfig
 from cert_loader.testing.databases import create_database, drop_database
+
+
+def run_rss(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str, int]:
+    """Run one command: (seconds, stdout, its own peak RSS in MB from wait4 — this process alone, not its siblings)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout = out.read()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} {args[1]} failed: {stdout[-3000:]} {err.read()[-3000:]}")
+    return seconds, stdout, round(usage.ru_maxrss / 1024)
 
 
 def measure_undo(admin_url: str, graph: GraphConfig | None, repeat: int, work: Path,
@@ -39,18 +56,20 @@ def measure_undo(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
         run_measured(cli + ["load", district, "--stores", stores, "--json"], env, root)
         times: dict[str, list[float]] = {"replace": [], "replace_backup": [], "restore": []}
         backup_s: list[float] = []
-        for i in range(repeat):
-            t, _ = run_measured(cli + ["load", district, "--stores", stores, "--strategy", "replace", "--json"], env, root)
-            times["replace"].append(t)
-            t, proc = run_measured(cli + ["load", district, "--stores", stores, "--strategy", "replace", "--backup", "--json"],
-                           env, root)
-            times["replace_backup"].append(t)
-            report = json.loads(proc.stdout)
+        rss: dict[str, int] = {"replace": 0, "replace_backup": 0, "restore": 0}
+        load = cli + ["load", district, "--stores", stores, "--strategy", "replace", "--json"]
+        for i in range(repeat):  # the three side by side in each round: the ratios compare runs of one window
+            for what, args in (("replace", load), ("replace_backup", load + ["--backup"])):
+                t, stdout, mb = run_rss(args, env, root)
+                times[what].append(t)
+                rss[what] = max(rss[what], mb)
+            report = json.loads(stdout)
             backup_s.append(report["backup"]["seconds"])
             out["backup_bytes"] = report["backup"]["bytes"]
-            t, _ = run_measured(cli + ["restore", district, "--run", report["load_run_id"], "--stores", stores, "--json"],
-                        env, root)
+            t, _, mb = run_rss(cli + ["restore", district, "--run", report["load_run_id"], "--stores", stores, "--json"],
+                               env, root)
             times["restore"].append(t)
+            rss["restore"] = max(rss["restore"], mb)
             say(f"undo round {i + 1}/{repeat}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items())
                 + f" (capture {backup_s[-1]:.1f}s)")
             shutil.rmtree(root / "data" / "backups", ignore_errors=True)
@@ -59,7 +78,11 @@ def measure_undo(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
         out["backup_capture_s"] = [round(s, 2) for s in backup_s]
         out["backup_cost"] = round(out["replace_backup"]["median_s"] / out["replace"]["median_s"] - 1, 3)
         out["restore_ratio"] = round(out["restore"]["median_s"] / out["replace"]["median_s"], 3)
-        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)  # any child so far
+        out["peak_rss_mb_by_run"] = rss  # each load/restore process's own peak (wait4), the largest over the rounds
+        out["peak_rss_mb"] = max(rss.values())
+        say(f"undo: --backup adds {out['backup_cost']:.1%} to a replace (target <= 20%); restore / replace "
+            f"{out['restore_ratio']:.2f}x (target <= 1.2x); peak RSS {out['peak_rss_mb']} MB (target < 300 MB); "
+            + ", ".join(f"{k} {out[k]['rows_per_s']:,} rows/s" for k in times))
     finally:
         for name in names.values():
             drop_database(admin_url, name)

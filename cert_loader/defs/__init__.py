@@ -53,15 +53,24 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None,
     # A district load is one step (one transaction), so a step worker process buys no parallelism; it only
     # costs a Python start and a second instance (~2 s of a ~20 s district run, issue 6). The step runs in
     # the run worker, which `dagster dev` and the sensor's runs already start as a process of its own.
-    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(asset), executor_def=dg.in_process_executor)
+    # Every run of the job (launchpad, sensor, backfill) carries the servers it writes to, host:port per store,
+    # for dagster.yaml's per-server run limits (defs/servers.py).
+    from cert_loader.defs.servers import server_tags
+
+    # CERT_DAGSTER_EXECUTOR=celery sends the one step to a Celery worker instead (defs/executor.py, issue 15).
+    from cert_loader.defs.executor import district_executor
+
+    executor = district_executor()
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(asset), executor_def=executor,
+                              run_tags=server_tags())
     stores = tuple(s for s in PG_STORES if s in manifest.stores) + ((GRAPH_STORE,) if manifest.graph_assets else ())
     from cert_loader.defs.restore import build_restore_job
 
     return dg.Definitions(
         assets=[asset],
-        jobs=[job, build_restore_job(stores, cert)],
+        jobs=[job, build_restore_job(stores, cert, executor)],
         sensors=[build_validation_sensor(job), build_recovery_sensor(stores)],
-        executor=dg.in_process_executor,
+        executor=executor,
         resources=resources if resources is not None else env_resources(stores),
         metadata={"cert_loader/manifest": str(manifest_path), "cert_loader/manifest_written_at": manifest.written_at},
     )

@@ -40,6 +40,8 @@ class LoadConfig(dg.Config):
     backup: bool = Field(default=False, description="first write the district's current rows and subgraph to "
                          "data/backups/D/<run id>/ so the cert_restore job can undo this load (also when "
                          "ENABLE_CERT_BACKUP=true; README, Undo)")
+    keep: int | None = Field(default=None, ge=1, description="with a backup: after the load commits, keep only the "
+                                "district's newest N backups (default: keep all; like `cert-loader load --keep N`)")
 
 
 def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsDefinition:
@@ -86,7 +88,7 @@ def run_load(context: dg.AssetExecutionContext, config: LoadConfig, cert: CertAs
     district = context.partition_key
     options = LoadOptions(
         strategy=config.strategy.value, strict=config.strict, atomic=config.atomic.value, bulk_fk=config.bulk_fk,
-        verify=config.verify.value, backup=config.backup or backup_enabled(os.environ),
+        verify=config.verify.value, backup=config.backup or backup_enabled(os.environ), keep=config.keep,
         only={s: t for s, t in only.items() if s != GRAPH_STORE}, load_graph=GRAPH_STORE in only,
         manifest=manifest_path, readers=_readers(context, cert, only),
     )
@@ -109,10 +111,11 @@ def run_load(context: dg.AssetExecutionContext, config: LoadConfig, cert: CertAs
 
 def results(cert: CertAssets, report, selected, selected_checks, log) -> Iterator:
     """Materializations parents first (the specs' order), each followed by its check results."""
-    from cert_loader.defs.metadata import materialization_metadata, run_metadata, table_results
+    from cert_loader.defs.metadata import first_metadata, materialization_metadata, run_metadata, table_results
 
     by_key = table_results(cert, report)
     shared = run_metadata(report)
+    first = first_metadata(report)
     for spec in cert.specs:
         if spec.key not in selected:
             continue
@@ -121,7 +124,8 @@ def results(cert: CertAssets, report, selected, selected_checks, log) -> Iterato
             reason = tables[0].skipped if tables else "not in the load plan (extraction-order.json?)"
             log.warning(f"{spec.key.to_user_string()}: not loaded ({reason}); no materialization")
             continue
-        yield dg.MaterializeResult(asset_key=spec.key, metadata=materialization_metadata(report, shared, tables))
+        yield dg.MaterializeResult(asset_key=spec.key, metadata={**materialization_metadata(report, shared, tables), **first})
+        first = {}
         checks = _unique(c for t in tables for c in t.checks)
         for result in to_check_results(spec.key, checks):
             if dg.AssetCheckKey(spec.key, result.check_name) in selected_checks:

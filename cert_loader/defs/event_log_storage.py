@@ -57,6 +57,8 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         )
         ping_when_idle(self._engine.pool, PING_AFTER_IDLE_S)
         self._has_check_table = False
+        self._tables: set[str] = set()
+        self._asset_key_cols: set[str] = set()
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None,
@@ -80,6 +82,24 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         if not self._has_check_table:
             self._has_check_table = bool(super().supports_asset_checks)
         return self._has_check_table
+
+    # Asked on every stored materialization (its tags' table) and asset-record read (the status cache's
+    # columns): each a catalog query, has_table on a connection of its own; ~1.3 s of the seed shape's
+    # run on a busy server (py-spy, issue 15). Same rule as above: a "yes" is kept, a "no" asked again.
+    def has_table(self, table_name: str) -> bool:
+        if table_name not in self._tables and super().has_table(table_name):
+            self._tables.add(table_name)
+        return table_name in self._tables
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        if column_name not in self._asset_key_cols and super().has_asset_key_col(column_name):
+            self._asset_key_cols.add(column_name)
+        return column_name in self._asset_key_cols
+
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        if column_name not in self._asset_key_cols and super()._has_asset_key_col_on_connection(conn, column_name):
+            self._asset_key_cols.add(column_name)
+        return column_name in self._asset_key_cols
 
 
 def ping_when_idle(pool: db_pool.Pool, idle_s: float) -> None:

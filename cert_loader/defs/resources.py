@@ -10,6 +10,7 @@ import dagster as dg
 
 from cert_loader.config import GraphConfig, LoaderConfig, PgStoreConfig
 from cert_loader.constants import GRAPH_STORE, PG_STORES
+from cert_loader.data_root import S3Path, data_root as data_root_of
 
 
 class PostgresStoreResource(dg.ConfigurableResource):
@@ -39,8 +40,8 @@ class CertDataResource(dg.ConfigurableResource):
     data_root: str
 
     @property
-    def root(self) -> Path:
-        return Path(self.data_root)
+    def root(self) -> "Path | S3Path":
+        return data_root_of(self.data_root)  # a directory or an s3:// URL (cert_loader.data_root)
 
 
 def resource_key(store: str) -> str:

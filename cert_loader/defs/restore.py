@@ -19,8 +19,9 @@ class RestoreConfig(dg.Config):
     force: bool = Field(default=False, description="restore even though later loads of the district committed")
 
 
-def build_restore_job(stores: tuple[str, ...], cert=None) -> dg.JobDefinition:
-    """The job over the code location's stores; ``cert`` (translator.CertAssets) maps tables to asset keys."""
+def build_restore_job(stores: tuple[str, ...], cert=None, executor: dg.ExecutorDefinition | None = None) -> dg.JobDefinition:
+    """The job over the code location's stores; ``cert`` (translator.CertAssets) maps tables to asset keys;
+    ``executor`` (defs/executor.py) is where its one op runs, in the run worker unless given."""
 
     @dg.op(name="cert_restore_op", required_resource_keys={resource_key(s) for s in stores} | {DATA_KEY},
            description="Restore a district's backup into every store it covers, all-or-nothing (cert_loader).")
@@ -43,7 +44,7 @@ def build_restore_job(stores: tuple[str, ...], cert=None) -> dg.JobDefinition:
                           "cert_loader/restore_run_id": report.run_id}))
         return report.run_id
 
-    @dg.job(name=JOB_NAME, executor_def=dg.in_process_executor,
+    @dg.job(name=JOB_NAME, executor_def=executor or dg.in_process_executor,
             description="Undo loads of a district: put back the pre-image a load with backup wrote (README, Undo).")
     def cert_restore():
         cert_restore_op()

@@ -10,6 +10,7 @@ import dagster as dg
 
 from cert_loader.defs.partitions import districts
 from cert_loader.defs.resources import CertDataResource
+from cert_loader.data_root import redact
 from cert_loader.errors import InputError
 from cert_loader.inputs import parse_validation_report, validation_gate
 
@@ -36,8 +37,8 @@ def scan(root: Path, cursor: dict[str, str], log) -> tuple[list[str], list[dg.Ru
         district = path.parent.name
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            log.warning(f"{district}: cannot read {path} ({exc}); retrying next tick")
+        except (OSError, InputError) as exc:
+            log.warning(f"{district}: cannot read {path} ({redact(str(exc))}); retrying next tick")
             continue
         digest = content_hash(data)
         if seen.get(district) == digest:

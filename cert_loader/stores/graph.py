@@ -76,6 +76,21 @@ def _mapped(
                          hint=hint, driver_error=exc) from exc
 
 
+# ArcadeDB versions pages, not records: two transactions that add records to the same page (two
+# districts' nodes of one label) conflict at commit, and the later commit is refused with this code
+# ("Slot rebase not possible … concurrent change to the same record"); the server rolled it back whole.
+WRITE_CONFLICT_CODE = "Neo.TransientError.Transaction.DeadlockDetected"
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server refusing a commit for a concurrent write (nothing of it was written).
+
+    Never true for a commit whose outcome is unknown (a broken connection: InDoubtError).
+    """
+    driver = getattr(exc, "driver_error", None)
+    return isinstance(exc, StoreError) and getattr(driver, "code", None) == WRITE_CONFLICT_CODE
+
+
 class GraphTransaction:
     """The load's one explicit transaction: strategy work and the run marker (sections 5-6); verify.graph checks it."""
 
