@@ -136,8 +136,27 @@ def start_dagster_dev(env: dict[str, str], cwd: Path, log_path: Path) -> tuple[s
             env=subprocess_env(**env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=default_signals,
         )
-    wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
+    except BaseException:
+        stop_group(proc)  # a server that never answered leaves nothing running
+        raise
     return proc, port
+
+
+def dev_instance(instance_url: str, tmp: Path, urls: dict[str, str], graph, **extra: str) -> tuple[dict[str, str], Path, Path]:
+    """What `dagster dev` over the session's stores and graph needs: its environment, DAGSTER_HOME and data root.
+
+    The schema manifest is written under the data root, where the code location finds it.
+    """
+    data_root = tmp / "root"
+    config = LoaderConfig(data_root=data_root, pg={n: PgStoreConfig(n, u) for n, u in urls.items()}, graph=graph)
+    write_manifest(snapshot(config), data_root / "data" / "analysis" / "cert-schema.json")
+    home = dagster_home(tmp / "dagster_home")
+    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_url, **cert_env(urls, data_root),
+           "CERT_SP_URI": graph.uri, "CERT_SP_USER": graph.user, "CERT_SP_PASSWORD": graph.password,
+           "CERT_SP_DATABASE": graph.database, **extra}
+    return env, home, data_root
 
 
 def start_celery_worker(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:

@@ -20,7 +20,8 @@ import pytest
 
 from cert_loader.sample import generate_district
 from cert_loader_tests.dagster_support import (
-    cert_env, dagster_home, sqlalchemy_url, start_celery_worker, start_dagster_dev, stop_group,
+    dev_instance,
+    sqlalchemy_url, start_celery_worker, start_dagster_dev, stop_group,
 )
 from cert_loader_tests.fix_district import file_rows, graph_nodes, new_district, prepared, store_snapshot
 
@@ -84,22 +85,12 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(make_database, sample_stores, graph_config, tmp_path_factory) -> Iterator[Deployment]:
-    from cert_loader.config import LoaderConfig, PgStoreConfig
-    from cert_loader.manifest import snapshot, write_manifest
-
     instance_url = sqlalchemy_url(make_database("dagster_celery", mark=False))
     os.environ["DAGSTER_PG_URL"] = instance_url  # for this process's own look at the instance
     tmp = tmp_path_factory.mktemp("celery")
-    data_root = tmp / "root"
-    config = LoaderConfig(data_root=data_root, pg={n: PgStoreConfig(n, u) for n, u in sample_stores.items()},
-                          graph=graph_config)
-    write_manifest(snapshot(config), data_root / "data" / "analysis" / "cert-schema.json")
-    home = dagster_home(tmp / "dagster_home")
     queue = f"cert-test-{secrets.token_hex(4)}"  # this run's own queue on the shared RabbitMQ
-    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_url, **cert_env(sample_stores, data_root),
-           "CERT_SP_URI": graph_config.uri, "CERT_SP_USER": graph_config.user,
-           "CERT_SP_PASSWORD": graph_config.password, "CERT_SP_DATABASE": graph_config.database,
-           "CERT_DAGSTER_EXECUTOR": "celery", "CERT_CELERY_QUEUE": queue}
+    env, home, data_root = dev_instance(instance_url, tmp, sample_stores, graph_config,
+                                        CERT_DAGSTER_EXECUTOR="celery", CERT_CELERY_QUEUE=queue)
     proc, port = start_dagster_dev(env, tmp, tmp / "dagster-dev.log")
     dep = Deployment(port, home, data_root, env, tmp)
     try:

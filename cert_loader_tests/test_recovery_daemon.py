@@ -27,16 +27,9 @@ import pytest
 
 from cert_loader.sample import generate_district
 from cert_loader_tests.dagster_support import (
-    REPO,
-    VENV_BIN,
-    cert_env,
-    dagster_home,
-    default_signals,
-    free_port,
+    dev_instance, start_dagster_dev,
     sqlalchemy_url,
     stop_group,
-    subprocess_env,
-    wait_http,
 )
 from cert_loader_tests.fix_district import file_rows, graph_nodes, new_district, prepared, store_snapshot
 
@@ -95,9 +88,6 @@ class Dev:
 @pytest.fixture
 def dagster_dev(make_database, sample_stores, graph_config, tmp_path_factory, monkeypatch) -> Iterator[Callable[..., Dev]]:
     """Start `dagster dev` (own session and instance) whose runs pause at "after-decision" until killed."""
-    from cert_loader.config import LoaderConfig, PgStoreConfig
-    from cert_loader.manifest import snapshot, write_manifest
-
     started: list[subprocess.Popen] = []
 
     def start(**extra: str) -> Dev:
@@ -106,29 +96,14 @@ def dagster_dev(make_database, sample_stores, graph_config, tmp_path_factory, mo
         instance_url = sqlalchemy_url(make_database(f"dagster_recover{len(started)}", mark=False))
         monkeypatch.setenv("DAGSTER_PG_URL", instance_url)  # for this process's own look at the instance
         tmp = tmp_path_factory.mktemp("dagster_recovery")
-        data_root = tmp / "root"
-        config = LoaderConfig(data_root=data_root, pg={n: PgStoreConfig(n, u) for n, u in sample_stores.items()},
-                              graph=graph_config)
-        write_manifest(snapshot(config), data_root / "data" / "analysis" / "cert-schema.json")
-        home = dagster_home(tmp / "dagster_home")
         pause_file = tmp / "paused"
-        env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_url, **cert_env(sample_stores, data_root),
-               "CERT_SP_URI": graph_config.uri, "CERT_SP_USER": graph_config.user,
-               "CERT_SP_PASSWORD": graph_config.password, "CERT_SP_DATABASE": graph_config.database,
-               "CERT_RECOVERY_INTERVAL_SECONDS": str(INTERVAL_S),
-               "CERT_LOADER_TEST_PAUSE_AT": "after-decision", "CERT_LOADER_TEST_PAUSE_FILE": str(pause_file),
-               **extra}
-        port = free_port()
+        env, home, data_root = dev_instance(instance_url, tmp, sample_stores, graph_config,
+                                            CERT_RECOVERY_INTERVAL_SECONDS=str(INTERVAL_S),
+                                            CERT_LOADER_TEST_PAUSE_AT="after-decision",
+                                            CERT_LOADER_TEST_PAUSE_FILE=str(pause_file), **extra)
         log_path = tmp / "dagster-dev.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
-                 "-w", str(REPO / "workspace.yaml")],
-                env=subprocess_env(**env), cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=default_signals,
-            )
+        proc, port = start_dagster_dev(env, tmp, log_path)
         started.append(proc)
-        wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
         return Dev(proc, port, home, log_path, data_root, pause_file)
 
     try:

@@ -25,8 +25,8 @@ from cert_loader.sample import generate_district
 from cert_loader.stores.graph import GraphStore
 from cert_loader.stores.postgres import LOCK_PREFIX
 from cert_loader_tests.dagster_support import (
-    REPO, VENV_BIN, cert_env, dagster_home, default_signals, free_port, sqlalchemy_url, stop_group,
-    subprocess_env, wait_http,
+    dev_instance, start_dagster_dev,
+    default_signals, sqlalchemy_url, stop_group,
 )
 from cert_loader_tests.fix_cli import cli_env
 from cert_loader_tests.fix_district import new_district, store_snapshot
@@ -142,9 +142,6 @@ def test_ctrl_c_between_prepare_and_decision_rolls_back_at_the_decision(point, m
 @pytest.fixture(scope="module")
 def dagster_dev(make_database, sample_stores, graph_config, tmp_path_factory):
     """Start `dagster dev` whose runs pause at a given point (faults.py), over the four stores and the graph."""
-    from cert_loader.config import LoaderConfig, PgStoreConfig
-    from cert_loader.manifest import snapshot, write_manifest
-
     started: list[subprocess.Popen] = []
 
     def start(point: str, **pause: str) -> dict:
@@ -154,27 +151,13 @@ def dagster_dev(make_database, sample_stores, graph_config, tmp_path_factory):
         instance_url = sqlalchemy_url(make_database(f"dagster_stop{len(started)}", mark=False))
         os.environ["DAGSTER_PG_URL"] = instance_url  # for this process's own look at the instance
         tmp = tmp_path_factory.mktemp("dagster_terminate")
-        data_root = tmp / "root"
-        config = LoaderConfig(data_root=data_root, pg={n: PgStoreConfig(n, u) for n, u in sample_stores.items()},
-                              graph=graph_config)
-        write_manifest(snapshot(config), data_root / "data" / "analysis" / "cert-schema.json")
-        home = dagster_home(tmp / "dagster_home")
         pause_file = tmp / "paused"
-        env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_url, **cert_env(sample_stores, data_root),
-               "CERT_SP_URI": graph_config.uri, "CERT_SP_USER": graph_config.user,
-               "CERT_SP_PASSWORD": graph_config.password, "CERT_SP_DATABASE": graph_config.database,
-               "CERT_LOADER_TEST_PAUSE_AT": point, "CERT_LOADER_TEST_PAUSE_FILE": str(pause_file), **pause}
-        port = free_port()
+        env, home, data_root = dev_instance(instance_url, tmp, sample_stores, graph_config,
+                                            CERT_LOADER_TEST_PAUSE_AT=point,
+                                            CERT_LOADER_TEST_PAUSE_FILE=str(pause_file), **pause)
         log_path = tmp / "dagster-dev.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
-                 "-w", str(REPO / "workspace.yaml")],
-                env=subprocess_env(**env), cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=default_signals,
-            )
+        proc, port = start_dagster_dev(env, tmp, log_path)
         started.append(proc)
-        wait_http(f"http://127.0.0.1:{port}/server_info", proc, log_path)
         return {"port": port, "home": str(home), "log": log_path, "data_root": data_root, "pause_file": pause_file,
                 "alive": lambda: proc.poll() is None}
 
