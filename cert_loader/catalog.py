@@ -51,6 +51,10 @@ class Table:
     unique_keys: tuple[tuple[str, ...], ...]
     foreign_keys: tuple[ForeignKey, ...]
     owner: str = ""
+    # Column lists of every plain (not partial, not expression) valid index, unique or not: whether a
+    # referencing FK has an index to check it by (plan.py warns when a delete would scan instead). Read from
+    # the live catalog only; the schema manifest does not carry them (adding an index is not drift).
+    indexes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def qualname(self) -> str:
@@ -74,6 +78,14 @@ class Table:
             cache = {c.name: c for c in self.columns}
             object.__setattr__(self, "_cols", cache)
         return cache
+
+    def indexed_by(self, columns: tuple[str, ...]) -> bool:
+        """Whether an index starts with exactly these columns (in any order), as an FK check needs.
+
+        The primary key (district_id, id) does not index an FK (district_id, parent_id): a check through it
+        reads every row of the district.
+        """
+        return any(set(ix[: len(columns)]) == set(columns) for ix in self.indexes if len(ix) >= len(columns))
 
     @property
     def key(self) -> tuple[str, ...] | None:
@@ -157,16 +169,16 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
-_KEYS = """
-SELECT n.nspname, c.relname, i.indisprimary,
+_INDEXES = """
+SELECT n.nspname, c.relname, i.indisprimary, i.indisunique,
        array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.ord)
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+WHERE i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
   AND c.relkind IN ('r', 'p') AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
-ORDER BY n.nspname, c.relname, NOT i.indisprimary, i.indexrelid
+ORDER BY n.nspname, c.relname, NOT i.indisprimary, NOT i.indisunique, i.indexrelid
 """
 
 _FKS = """
@@ -201,8 +213,12 @@ def read_catalog(conn: psycopg.Connection, store: str) -> Catalog:
             cols.setdefault(qual, []).append(Column(*rest))
         pks: dict[tuple[str, str], tuple[str, ...]] = {}
         uniques: dict[tuple[str, str], list[tuple[str, ...]]] = {}
-        for schema, rel, primary, names in cur.execute(_KEYS, params):
+        indexes: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        for schema, rel, primary, unique, names in cur.execute(_INDEXES, params):
             qual = (schema, rel)
+            indexes.setdefault(qual, []).append(tuple(names))
+            if not unique:
+                continue
             if primary:
                 pks[qual] = tuple(names)
             else:
@@ -225,5 +241,6 @@ def read_catalog(conn: psycopg.Connection, store: str) -> Catalog:
             unique_keys=tuple(uniques.get(qual, ())),
             foreign_keys=tuple(fks.get(qual, ())),
             owner=owners[qual],
+            indexes=tuple(indexes.get(qual, ())),
         )
     return Catalog(store, tables, tuple(s for (s,) in search_path), database)

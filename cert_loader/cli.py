@@ -1,4 +1,4 @@
-"""The `cert-loader` command: plan, load, restore, backups, unload, recover, mark, grants, snapshot, register and sample — a thin shell over the engine."""
+"""The `cert-loader` command: plan, load, restore, backups, unload, recover, mark, grants, bench, snapshot, register and sample — a thin shell over the engine."""
 
 from __future__ import annotations
 
@@ -213,10 +213,11 @@ def cmd_grants(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    from cert_loader.data_root import data_root
     from cert_loader.sample import generate_district
 
-    summary = generate_district(Path(args.data_root or os.environ.get("CERT_DATA_ROOT", ".")), args.district,
-                                students=args.students, status=args.status)
+    root = data_root(args.data_root or os.environ.get("CERT_DATA_ROOT") or ".")  # a directory or s3:// URL
+    summary = generate_district(root, args.district, students=args.students, status=args.status)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -237,12 +238,13 @@ def cmd_bench(args) -> int:
 
 
 def cmd_snapshot(args) -> int:
-    from cert_loader.manifest import default_manifest_path, snapshot, write_manifest
+    from cert_loader.manifest import manifest_location, snapshot, write_manifest
 
     config = _config(args)
-    out = Path(args.out or os.environ.get("CERT_SCHEMA_MANIFEST") or default_manifest_path(config.data_root))
+    # --out, else CERT_SCHEMA_MANIFEST, else under the data root: each may be an s3:// URL (one whole-object write)
+    out = manifest_location(args.out or os.environ.get("CERT_SCHEMA_MANIFEST"), config.data_root)
     manifest = snapshot(config)
-    write_manifest(manifest, out)
+    out = write_manifest(manifest, out)
     for name, store in manifest.stores.items():
         print(f"{name}: {len(store.cert_tables)} CERT tables ({len(store.tables)} in all) from database {store.database!r}")
     if manifest.graph_assets:

@@ -31,6 +31,8 @@ DISTRICT_COLUMN = "district_id"
 # merge, and the commit decisions of loads without the graph (transaction.py).
 LOADER_SCHEMA = "cert_loader"
 DECISION_TABLE = "load_decision"
+# The decision table schema-qualified, as errors name it and to_regclass finds it (a plain name, no quoting needed).
+DECISION_QUALNAME = f"{LOADER_SCHEMA}.{DECISION_TABLE}"
 
 # What a strategy may count per table, in the order the report and the summary show them.
 COUNT_FIELDS: tuple[str, ...] = ("inserted", "updated", "deleted", "unchanged")

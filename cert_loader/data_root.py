@@ -41,10 +41,6 @@ def redact(text: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\g<scheme>***@", str(text)))
 
 
-def is_url(value: Any) -> bool:
-    return isinstance(value, (str, S3Path)) and str(value).lower().startswith(SCHEME)
-
-
 def data_root(value: Any) -> "Path | S3Path":
     """The root for a path, a URL or an existing root (``.`` when empty)."""
     if isinstance(value, S3Path):
@@ -211,7 +207,7 @@ class S3Path:
             with self.filesystem.open_output_stream(self.fs_path) as fh:
                 fh.write(data)
         except (OSError, pa.ArrowException) as exc:
-            raise access_error(self, exc) from exc
+            raise access_error(self, exc, writing=True) from exc
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
@@ -249,17 +245,21 @@ class S3Path:
         try:
             return self.filesystem.open_output_stream(self.fs_path)
         except (OSError, pa.ArrowException) as exc:
-            raise access_error(self, exc) from exc
+            raise access_error(self, exc, writing=True) from exc
 
 
-def access_error(path: S3Path, exc: BaseException) -> InputError:
+def access_error(path: S3Path, exc: BaseException, *, writing: bool = False) -> InputError:
     """A clear error for an object-store failure: the (redacted) URL, what went wrong and what to do."""
     text = redact(str(exc))
     lowered = text.lower()
-    if isinstance(exc, FileNotFoundError) or "not found" in lowered or "nosuchkey" in lowered:
+    squeezed = lowered.replace("_", "").replace(" ", "")
+    if "nosuchbucket" in squeezed or "bucketdoesnotexist" in squeezed:
+        what = f"{'cannot be written' if writing else 'not found'}: bucket {path.bucket!r} does not exist"
+        hint = f"check the bucket name in the URL, or create the bucket {path.bucket!r} first"
+    elif isinstance(exc, FileNotFoundError) or "not found" in lowered or "nosuchkey" in lowered:
         hint = "check the data root URL and that the district was uploaded under it"
         what = "not found"
-    elif any(s in lowered.replace("_", "").replace(" ", "") for s in (
+    elif any(s in squeezed for s in (
             "accessdenied", "forbidden", "invalidaccesskeyid", "signaturedoesnotmatch", "credentials", "403")):
         hint = ("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) and that they may read and "
                 "write the bucket")
@@ -267,7 +267,7 @@ def access_error(path: S3Path, exc: BaseException) -> InputError:
     else:
         hint = ("check the endpoint (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), the region (AWS_REGION) and that "
                 "the object store is reachable")
-        what = "cannot be read"
+        what = "cannot be written" if writing else "cannot be read"
     return InputError(f"object {path}: {what} ({text[:300]})", hint=hint)
 
 

@@ -407,11 +407,15 @@ def unload_district(config: LoaderConfig, district: str,
         txs = {n: StoreTransaction(s, make_gid(run_id, n, district), atomic) for n, s in pf.pg.items()}
         first = next(iter(pf.pg.values())).config if pf.pg else None
         uow = UnitOfWork(district, run_id, txs, None, first, atomic)
+        warned = len(pf.plan.warnings)
         try:
             for name, tx in txs.items():
                 sp = plan_unload(name, read_catalog(tx.pg.conn, name), pf.plan)
                 tx.begin()
                 ctx = StoreContext(tx.pg, sp, district, run_id[-6:])
+                for warning in pf.plan.warnings[warned:]:  # before the deletes, which it says may be slow
+                    log.warning(warning)
+                warned = len(pf.plan.warnings)
                 deleted[name] = {tp.table.qualname: ctx.delete_district(tp) for tp in reversed(sp.tables)}
             results = check_load(references, district, {n: list(c.tables) for n, c in catalogs.items()},
                                  {n: tx.pg for n, tx in txs.items()}, pf.readers, run_id[-6:])

@@ -7,6 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from cert_loader.constants import DISTRICT_COLUMN
+
 # The labels of a relationship's two ends: the relationships of one pair share one statement, which
 # finds both ends through their label's key index (DESIGN.md section 2).
 Pair = tuple[str, str]
@@ -67,7 +69,7 @@ def existing_by_ends(existing: list[dict], district: str) -> dict[Ends, list[dic
     for r in existing:
         if r["ed"] != district or not r["el"]:
             continue
-        props = {k: v for k, v in r["p"].items() if k != "district_id"}
+        props = {k: v for k, v in r["p"].items() if k != DISTRICT_COLUMN}
         old[(r["start"], r["sl"], r["end"], r["el"][0])].append(props)
     return old
 

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cert_loader.constants import GRAPH_STORE
+from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.data_root import data_root, parquet_file_source
 from cert_loader.errors import InputError
 
@@ -28,7 +28,7 @@ _decode = json.JSONDecoder().decode
 # The decoder's own scanner without decode()'s two whitespace regexes: the fast path's JSON reader.
 _scan = json.scanner.make_scanner(json.JSONDecoder())
 
-NODE_COLUMNS = ("id", "labels", "district_id", "properties")
+NODE_COLUMNS = ("id", "labels", DISTRICT_COLUMN, "properties")
 REL_COLUMNS = ("start", "end", "type", "properties")
 STORE = GRAPH_STORE
 
@@ -233,7 +233,7 @@ def read_graph_input(nodes_path: Path, rels_path: Path | None, district: str) ->
     nodes_path = data_root(nodes_path)
     rels_path = data_root(rels_path) if rels_path else None
     nodes = _read_columns(nodes_path, NODE_COLUMNS, (), "nodes")
-    rels = _read_columns(rels_path, REL_COLUMNS, ("district_id",), "relationships") if rels_path else None
+    rels = _read_columns(rels_path, REL_COLUMNS, (DISTRICT_COLUMN,), "relationships") if rels_path else None
     with _collector_paused():
         out = GraphInput(district=district, nodes_path=nodes_path, rels_path=rels_path)
         if _fast_read(nodes, rels, out):
@@ -267,14 +267,14 @@ def _fast_read(nodes: dict[str, list], rels: dict[str, list] | None, out: GraphI
     """
     ids, labels = nodes["id"], nodes["labels"]
     id_set = set(ids)
-    if len(id_set) != len(ids) or None in id_set or "" in id_set or set(nodes["district_id"]) - {out.district}:
+    if len(id_set) != len(ids) or None in id_set or "" in id_set or set(nodes[DISTRICT_COLUMN]) - {out.district}:
         return False
     if not all(_plain_name(label) for label in set(labels)):
         return False
     label_of = dict(zip(ids, labels))
     types: dict[tuple[str, str], str] = {}
     for node_id, label, raw in zip(ids, labels, nodes["properties"]):
-        props = _fast_props(raw, label, types, ("id", "district_id"))
+        props = _fast_props(raw, label, types, ("id", DISTRICT_COLUMN))
         if props is None:
             return False
         out.nodes.setdefault(label, []).append({"id": node_id, "props": props})
@@ -284,13 +284,13 @@ def _fast_read(nodes: dict[str, list], rels: dict[str, list] | None, out: GraphI
     starts, ends, rtypes = rels["start"], rels["end"], rels["type"]
     if not id_set.issuperset(starts) or not id_set.issuperset(ends):
         return False  # also catches empty and null ends: ids hold neither
-    if set(rels.get("district_id") or ()) - {out.district, None}:
+    if set(rels.get(DISTRICT_COLUMN) or ()) - {out.district, None}:
         return False
     if not all(_plain_name(t, label=False) for t in set(rtypes)):
         return False
     types = {}
     for start, end, rtype, raw in zip(starts, ends, rtypes, rels["properties"]):
-        props = _fast_props(raw, rtype, types, ("district_id",))
+        props = _fast_props(raw, rtype, types, (DISTRICT_COLUMN,))
         if props is None:
             return False
         out.relationships.setdefault(rtype, []).append({"start": start, "end": end, "props": props})
@@ -329,7 +329,7 @@ def _checked_nodes(cols: dict[str, list], out: GraphInput) -> None:
     """The reference reader of the nodes: row by row, the first bad row named."""
     district = out.district
     types = _TypeRegistry("nodes", "label")
-    rows = zip(cols["id"], cols["labels"], cols["district_id"], cols["properties"])
+    rows = zip(cols["id"], cols["labels"], cols[DISTRICT_COLUMN], cols["properties"])
     valid_labels: set[str] = set()
     for row, (node_id, label, node_district, raw) in enumerate(rows, start=1):
         node_id = _required(node_id, "id", f"row {row}", "nodes")
@@ -350,7 +350,7 @@ def _checked_nodes(cols: dict[str, list], out: GraphInput) -> None:
                 f"{where()}: duplicate node id {node_id!r}", store=STORE, table="nodes", district=district,
                 hint="node ids must be unique per district; fix the nodes file upstream",
             )
-        props = _parse_props(raw, table="nodes", where=where, group=label, types=types, drop=("id", "district_id"))
+        props = _parse_props(raw, table="nodes", where=where, group=label, types=types, drop=("id", DISTRICT_COLUMN))
         out.label_of[node_id] = label
         out.nodes.setdefault(label, []).append({"id": node_id, "props": props})
 
@@ -358,7 +358,7 @@ def _checked_nodes(cols: dict[str, list], out: GraphInput) -> None:
 def _checked_relationships(cols: dict[str, list], out: GraphInput) -> None:
     """The reference reader of the relationships (after the nodes): row by row, the first bad row named."""
     types = _TypeRegistry("relationships", "relationship type")
-    districts = cols.get("district_id") or [None] * len(cols["start"])
+    districts = cols.get(DISTRICT_COLUMN) or [None] * len(cols["start"])
     rows = zip(cols["start"], cols["end"], cols["type"], cols["properties"], districts)
     valid_types: set[str] = set()
     label_of = out.label_of
@@ -383,5 +383,5 @@ def _checked_relationships(cols: dict[str, list], out: GraphInput) -> None:
             )
         if rtype not in valid_types:
             valid_types.add(check_identifier(rtype, "relationship type", table="relationships", where=where()))
-        props = _parse_props(raw, table="relationships", where=where, group=rtype, types=types, drop=("district_id",))
+        props = _parse_props(raw, table="relationships", where=where, group=rtype, types=types, drop=(DISTRICT_COLUMN,))
         out.relationships.setdefault(rtype, []).append({"start": start, "end": end, "props": props})

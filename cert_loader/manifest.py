@@ -8,23 +8,37 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from cert_loader.catalog import Catalog, Table
 from cert_loader.config import LoaderConfig
-from cert_loader.data_root import data_root as data_root_of
+from cert_loader.data_root import S3Path, data_root as data_root_of
 from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE, PG_STORES
 from cert_loader.errors import CatalogError, InputError
+from cert_loader.results import GraphKind
 
 FORMAT = "cert_loader/schema-manifest"
 VERSION = 1
-# The graph store has no catalog: its assets are fixed (DESIGN.md section 8).
-GRAPH_ASSETS = ("nodes", "relationships")
+# The graph store has no catalog: its assets are fixed (DESIGN.md section 8), one per GraphKind, in load
+# order; each is also its file's name in the district's sp folder (nodes.parquet, relationships.parquet).
+GRAPH_ASSETS: tuple[GraphKind, ...] = get_args(GraphKind)
 SNAPSHOT_HINT = "run cert-loader snapshot (then reload the code location)"
 
 
-def default_manifest_path(data_root: Path) -> Path:
+def default_manifest_path(data_root: Path | S3Path | str) -> Path | S3Path:
+    """data/analysis/cert-schema.json under the data root (a directory or an ``s3://`` URL)."""
     return data_root_of(data_root) / "data" / "analysis" / "cert-schema.json"
+
+
+def manifest_location(explicit: str | Path | S3Path | None, data_root: Path | S3Path | str | None) -> Path | S3Path:
+    """Where the manifest is: ``explicit`` (a file or an ``s3://`` URL, e.g. CERT_SCHEMA_MANIFEST) if given, else
+    :func:`default_manifest_path` of ``data_root`` (default: the working directory).
+
+    ``snapshot`` writes and the code location reads through this one function, so they agree on the place.
+    """
+    if explicit:
+        return data_root_of(explicit)
+    return default_manifest_path(data_root or ".")
 
 
 @dataclass
@@ -77,9 +91,14 @@ def snapshot(config: LoaderConfig) -> Manifest:
     return manifest
 
 
-def write_manifest(manifest: Manifest, path: Path) -> Path:
-    """Write atomically (temp file + rename): a code location never reads half a manifest."""
-    path = Path(path)
+def write_manifest(manifest: Manifest, path: Path | S3Path | str) -> Path | S3Path:
+    """Write atomically (temp file + rename; on S3 one whole-object write): a code location never reads half a manifest."""
+    path = data_root_of(path)
+    if isinstance(path, S3Path):
+        body = json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n"
+        path.write_text(body, encoding="utf-8")  # an InputError naming the object if the bucket is missing
+        manifest.path = path
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cert-schema.", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -90,11 +109,14 @@ def write_manifest(manifest: Manifest, path: Path) -> Path:
     return path
 
 
-def read_manifest(path: Path) -> Manifest:
-    """Parse a manifest file; anything unexpected is an InputError naming the file."""
+def read_manifest(path: Path | S3Path | str) -> Manifest:
+    """Parse a manifest file (or ``s3://`` object); anything unexpected is an InputError naming the file."""
     path = data_root_of(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except InputError as exc:  # S3: not found, access refused, unreachable (the object store's own words kept)
+        raise InputError(f"schema manifest {exc.reason.removeprefix('object ')}",
+                         hint=SNAPSHOT_HINT if "not found" in exc.reason else exc.hint) from exc
     except FileNotFoundError as exc:
         raise InputError(f"schema manifest {path} not found", hint=SNAPSHOT_HINT) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

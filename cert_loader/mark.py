@@ -10,15 +10,13 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from cert_loader.config import PgStoreConfig
-from cert_loader.constants import DECISION_TABLE, LOADER_SCHEMA
+from cert_loader.constants import DECISION_QUALNAME, DECISION_TABLE, LOADER_SCHEMA
 from cert_loader.errors import StoreError
 from cert_loader.stores.postgres import PgStore, mapped_errors, store_error
 
 # The database setting that makes a database a CERT store (DESIGN.md section 4).
 MARK_SETTING = "cert_loader.environment"
 MARK_VALUE = "cert"
-# The loader's schema counts as present once its decision table exists (the last object `mark` creates).
-_DECISION_REGCLASS = f"{LOADER_SCHEMA}.{DECISION_TABLE}"
 
 
 def mark_statements(database: str) -> list[str]:
@@ -55,7 +53,7 @@ def inspect_store(store: PgStore) -> StoreStatus:
         database, mark, schema, max_prepared = store.conn.execute(
             "SELECT current_database(), current_setting(%s, true), to_regclass(%s) IS NOT NULL, "
             "current_setting('max_prepared_transactions')::int",
-            (MARK_SETTING, _DECISION_REGCLASS),
+            (MARK_SETTING, DECISION_QUALNAME),
         ).fetchone()
     return StoreStatus(
         name=store.name, url=store.config.redacted(), database=database, marked=mark == MARK_VALUE,
@@ -87,8 +85,10 @@ def mark_problems(status: dict[str, StoreStatus]) -> list[StoreError]:
     return problems
 
 
+# The loader's schema counts as present once its decision table exists (the last object `mark` creates);
+# inspect_store checks the same.
 def loader_schema_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_DECISION_REGCLASS,)).fetchone()[0]
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (DECISION_QUALNAME,)).fetchone()[0]
 
 
 def mark_store(store: PgStore) -> str:

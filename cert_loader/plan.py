@@ -127,6 +127,8 @@ def plan_store(
             _plan_columns(tp, path, plan)
         sp.tables.append(tp)
     _order_tables(sp, plan, given=order is not None)
+    if plan.strategy == "replace":
+        warn_unindexed_references(sp, plan, "replace")
     return sp
 
 
@@ -138,7 +140,29 @@ def plan_unload(store: str, catalog: Catalog, plan: LoadPlan) -> StorePlan:
     sp = StorePlan(store, catalog, order_source="catalog")
     sp.tables = [TablePlan(store, t.qualname, t) for t in catalog.tables.values() if t.column(DISTRICT_COLUMN)]
     _order_tables(sp, plan, given=False)
+    warn_unindexed_references(sp, plan, "unload")
     return sp
+
+
+def warn_unindexed_references(sp: StorePlan, plan: LoadPlan, action: str) -> None:
+    """Warn where deleting the district's rows of a table checks a referencing FK without an index.
+
+    PostgreSQL checks such an FK once per deleted parent row; with no index starting with the FK's columns
+    on the referencing table, each check reads all of the district's rows there (its own deleted ones too,
+    still visible to the check), so deleting a district already in CERT grows with parents x children —
+    minutes where the load itself takes seconds (seen on the seed's shape: > 5 min for one 60k-row table).
+    """
+    deleted = {tp.table.key_id for tp in sp.loaded}
+    for child in sp.catalog.tables.values():
+        for fk in child.foreign_keys:
+            if fk.ref_key not in deleted or child.indexed_by(fk.columns):
+                continue
+            cols = ", ".join(fk.columns)
+            plan.warnings.append(
+                f"{sp.store}: {fk.ref_schema}.{fk.ref_table}: {action} deletes the district's rows here and "
+                f"{child.qualname} ({cols}) references it with no index on those columns: each deleted row's "
+                f"check reads {child.qualname}'s district rows, slow on a large district "
+                f"(CREATE INDEX ON {child.qualname} ({cols}), or --bulk-fk for a load)")
 
 
 def _warn_or_fail(plan: LoadPlan, strict: bool, store: str, table: str, message: str) -> None:

@@ -14,6 +14,7 @@ from cert_loader.errors import CatalogError, CertLoaderError, ConfigError
 from cert_loader.inputs import DistrictPaths, ValidationGate, read_extraction_order, read_validation_gate
 from cert_loader.constants import STRATEGIES
 from cert_loader.plan import LoadPlan, plan_store
+from cert_loader.manifest import GRAPH_ASSETS
 from cert_loader.mark import StoreStatus, inspect_store, mark_problems
 from cert_loader.stores.postgres import PgStore
 from cert_loader.verify.cross_store import plan_references
@@ -125,8 +126,7 @@ def _open_graph(pf: Preflight, order: dict | None) -> None:
     from cert_loader.stores.graph import GraphStore
 
     paths = pf.paths
-    nodes = paths.source_file(GRAPH_STORE, "nodes")
-    rels = paths.source_file(GRAPH_STORE, "relationships")
+    nodes, rels = (paths.source_file(GRAPH_STORE, kind) for kind in GRAPH_ASSETS)
     if not nodes.is_file():
         message = f"file {nodes} is missing; the graph is not loaded"
         pf.plan.warnings.append(f"{GRAPH_STORE}: {message}")

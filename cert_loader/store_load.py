@@ -18,7 +18,7 @@ from cert_loader.constants import DEFAULT_VERIFY
 from cert_loader.errors import VerificationError
 from cert_loader.faults import checkpoint
 from cert_loader.plan import StorePlan, TablePlan
-from cert_loader.progress import TableCounter
+from cert_loader.progress import Progress, TableCounter
 from cert_loader.results import StoreResult, TableResult
 from cert_loader.strategies import Strategy
 from cert_loader.store_context import StoreContext
@@ -52,7 +52,7 @@ def table_result(store: str, tp: TablePlan) -> TableResult:
     )
 
 
-def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, progress: Any,
+def load_store(job: StoreJob, strategy: Strategy, district: str, run_tag: str, progress: Progress,
                counter: TableCounter, *, verify: str = DEFAULT_VERIFY) -> None:
     """Begin the store's transaction, load its tables in FK order and verify them inside it (section 5, step 2).
 

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from cert_loader.config import PgStoreConfig
-from cert_loader.constants import DECISION_TABLE, LOADER_SCHEMA
+from cert_loader.constants import DECISION_QUALNAME, DECISION_TABLE, LOADER_SCHEMA
 from cert_loader.errors import InDoubtError, InputError, StoreError
 from cert_loader.faults import checkpoint
 from cert_loader.interrupts import held_interrupts
@@ -243,7 +243,6 @@ class UnitOfWork:
 
 # The coordinator's decision rows of loads without the graph (created by `cert-loader mark`, mark.py).
 _DECISIONS = sql.Identifier(LOADER_SCHEMA, DECISION_TABLE)
-_DECISIONS_NAME = f"{LOADER_SCHEMA}.{DECISION_TABLE}"
 
 
 # application_name of the fresh autocommit connections that recovery and the decision row use.
@@ -252,7 +251,7 @@ RECOVERY_APPLICATION = "cert_loader-recovery"
 
 def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: list[str]) -> None:
     """Commit the decision row for a load without the graph store (its own one-phase transaction)."""
-    with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, _DECISIONS_NAME):
+    with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, DECISION_QUALNAME):
         store.conn.execute(
             sql.SQL("INSERT INTO {} (run_id, district_id, stores) VALUES (%s, %s, %s)").format(_DECISIONS),
             (run_id, district, stores),
@@ -261,7 +260,7 @@ def record_decision(config: PgStoreConfig, run_id: str, district: str, stores: l
 
 def decision_recorded(configs: list[PgStoreConfig], run_id: str) -> bool:
     for config in configs:
-        with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, _DECISIONS_NAME):
+        with PgStore(config, application=RECOVERY_APPLICATION) as store, mapped_errors(config.name, DECISION_QUALNAME):
             query = sql.SQL("SELECT 1 FROM {} WHERE run_id = %s").format(_DECISIONS)
             if store.conn.execute(query, (run_id,)).fetchone():
                 return True

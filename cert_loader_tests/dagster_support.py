@@ -65,6 +65,11 @@ def dagster_home(directory: Path) -> Path:
     return directory
 
 
+def dagster_instance_env(directory: Path, database_url: str) -> dict[str, str]:
+    """DAGSTER_HOME (``directory``, with the project's dagster.yaml) and DAGSTER_PG_URL, its storage in ``database_url``."""
+    return {"DAGSTER_HOME": str(dagster_home(directory)), "DAGSTER_PG_URL": sqlalchemy_url(database_url)}
+
+
 def sqlalchemy_url(libpq_url: str) -> str:
     """dagster-postgres wants postgresql+psycopg2:// (DESIGN.md section 9)."""
     return libpq_url.replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -172,3 +177,35 @@ def start_celery_worker(name: str, env: dict[str, str], log_path: Path) -> subpr
             pytest.fail(f"celery worker {name} did not start:\n{log_path.read_text()[-3000:]}", pytrace=False)
         time.sleep(0.3)
     return proc
+
+
+# The asset graph of the sample CERT schema: key -> parents (the snapshot; regenerate it with
+# `cert-loader snapshot` over the sample stores if the sample schema changes on purpose).
+SAMPLE_GRAPH = {
+    "cert/ids/edfi__course": [],
+    "cert/ids/school": [],
+    "cert/ids/edfi__student": ["cert/ids/school"],
+    "cert/ids/school_calendar": ["cert/ids/school"],
+    "cert/ids/staff": ["cert/ids/school"],
+    "cert/ids/edfi__attendance_event": ["cert/ids/edfi__student", "cert/ids/school"],
+    "cert/ids/edfi__section": ["cert/ids/edfi__course", "cert/ids/school", "cert/ids/staff"],
+    "cert/ids/edfi__enrollment": ["cert/ids/edfi__section", "cert/ids/edfi__student"],
+    "cert/hcp1/clinic": [],
+    "cert/hcp1/patient": ["cert/hcp1/clinic"],
+    "cert/hcp1/immunization": ["cert/hcp1/patient"],
+    "cert/hcp1/screening": ["cert/hcp1/patient"],
+    "cert/hcp1/visit": ["cert/hcp1/clinic", "cert/hcp1/patient"],
+    "cert/hcp2/provider": [],
+    "cert/hcp2/provider_credential": ["cert/hcp2/provider"],
+    "cert/hcp2/referral": ["cert/hcp2/provider"],
+    "cert/hcp2/service_plan": ["cert/hcp2/provider"],
+    "cert/hcp2/service_session": ["cert/hcp2/service_plan"],
+    "cert/adb/assessment": [],
+    "cert/adb/assessment_item": ["cert/adb/assessment"],
+    "cert/adb/assessment_window": ["cert/adb/assessment"],
+    "cert/adb/performance_level": ["cert/adb/assessment"],
+    "cert/adb/student_assessment": ["cert/adb/assessment", "cert/adb/assessment_window"],
+    "cert/adb/objective_score": ["cert/adb/student_assessment"],
+    "cert/sp/nodes": [],
+    "cert/sp/relationships": ["cert/sp/nodes"],
+}

@@ -1,4 +1,4 @@
-"""`cert-loader` in a child process for the tests: its environment, and a load paused at a named checkpoint (faults.py)."""
+"""`cert-loader` in a child process for the tests: its environment, one run to the end, and a load paused at a named checkpoint (faults.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 from cert_loader.config import GraphConfig
 
 PG = "ids,hcp1,hcp2,adb"
+# `cert-loader` as the tests start it: this interpreter, so the package under test is the one that runs.
+CLI = (sys.executable, "-m", "cert_loader.cli")
 # How long a child load may take to reach its pause point (it first reads and converts the files).
 PAUSE_DEADLINE_S = 120
 
@@ -26,6 +28,12 @@ def cli_env(sample_stores: dict[str, str], data_root: Path, graph_config: GraphC
         env.update(CERT_SP_URI=graph_config.uri, CERT_SP_USER=graph_config.user,
                    CERT_SP_PASSWORD=graph_config.password, CERT_SP_DATABASE=graph_config.database)
     return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``cert-loader <args>`` to its end, stdout and stderr captured as text (``env=None``: the test's own)."""
+    return subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def env_stores(env: dict[str, str]) -> str:
@@ -45,7 +53,7 @@ def paused_command(point: str, env: dict[str, str], *args: str, **extra_env: str
     A command that ends or never gets there fails the test with its stderr.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", *args],
+        [*CLI, *args],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point, **extra_env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )

@@ -14,6 +14,7 @@ import pytest
 
 from cert_loader.config import GraphConfig
 from cert_loader.graph_input import GraphInput, read_graph_input
+from cert_loader.stores.graph import GraphStore
 from cert_loader.testing.arcadedb import ArcadeServer, start_arcadedb
 
 
@@ -43,6 +44,12 @@ def graph_config(graph_server: ArcadeServer) -> GraphConfig:
 def graph_district() -> str:
     """A district id of its own for each test, so tests never see each other's nodes."""
     return f"d-{uuid4().hex[:8]}"
+
+
+def graph_counts(graph_config: GraphConfig, district: str) -> dict:
+    """The district's nodes per label and relationships per type, as the graph store counts them."""
+    with GraphStore(graph_config) as store:
+        return store.counts(district)
 
 
 def graph_input(tmp_path: Path, district: str, nodes: list[tuple], rels: list[tuple] = ()) -> GraphInput:

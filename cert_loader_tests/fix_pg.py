@@ -63,6 +63,10 @@ _OPEN_ADMIN: list[AdminConnection] = []
 def pg_admin() -> Iterator[AdminConnection]:
     """One autocommit connection per session; an unreachable server fails the tests, never skips them."""
     conn = AdminConnection()
+    if conn.execute("SHOW max_prepared_transactions").fetchone()[0] == "0":
+        conn.close()  # two-phase commit is what most tests check: say so once, not as 300 odd failures
+        pytest.fail("the test server has max_prepared_transactions = 0: run the tests with `bash scripts/test.sh`, "
+                    "which enables prepared transactions (and restarts PostgreSQL once)", pytrace=False)
     _OPEN_ADMIN.append(conn)
     try:
         yield conn

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -23,14 +22,14 @@ from cert_loader_tests.fix_cli import (
     kill,
     paused_command,
     paused_load,
+    run_cli,
 )
 
 STUDENTS = 30
 
 
 def _cli(args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", env_stores(env)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return run_cli(*args, "--stores", env_stores(env), env=env, timeout=timeout)
 
 
 def _state(sample_stores, graph_config, district):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from decimal import Decimal
 
 import pyarrow as pa
@@ -13,6 +11,7 @@ import pytest
 from cert_loader.engine import LoadOptions, load_district, plan_district
 from cert_loader.errors import InputError
 from cert_loader.inputs import DistrictPaths
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_district import rewrite, set_value, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
@@ -66,11 +65,8 @@ def test_cli_exit_code_for_refused_validation(data_root, baseline, sample_stores
     path.write_text(json.dumps({"district_id": district, "overall_status": "FAILED",
                                 "summary": {"total_errors": 1, "total_warnings": 0}}))
     env = {f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--data-root", str(data_root),
-         "--stores", "ids,hcp1,hcp2,adb"],
-        capture_output=True, text=True, env={**env, "PATH": "/usr/bin:/bin"}, timeout=120,
-    )
+    proc = run_cli("load", district, "--data-root", str(data_root), "--stores", "ids,hcp1,hcp2,adb",
+                   env={**env, "PATH": "/usr/bin:/bin"}, timeout=120)
     assert proc.returncode != 0
     assert "did not pass" in proc.stdout
     assert unchanged()

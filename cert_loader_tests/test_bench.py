@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 
 from cert_loader.bench.seed import SHAPE, seed_ddl, seed_tables, write_seed_district
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_pg import ADMIN_URL
 
 
 def test_bench_runs_and_reports_every_ratio(tmp_path):
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "cert_loader.cli", "bench", "--rows", "20000", "--repeat", "1",
-         "--sections", "relational,memory", "--memory-rows", "5000", "--out", str(out), "--admin-url", ADMIN_URL],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_cli("bench", "--rows", "20000", "--repeat", "1", "--sections", "relational,memory",
+                   "--memory-rows", "5000", "--out", str(out), "--admin-url", ADMIN_URL)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     rel = results["relational"]
@@ -32,8 +28,7 @@ def test_bench_runs_and_reports_every_ratio(tmp_path):
 
 
 def test_bench_refuses_an_unknown_section():
-    proc = subprocess.run([sys.executable, "-m", "cert_loader.cli", "bench", "--sections", "relational,nope"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_cli("bench", "--sections", "relational,nope", timeout=60)
     assert proc.returncode == 2 and "unknown section(s) nope" in proc.stderr
 
 
@@ -51,11 +46,8 @@ def test_seed_shape_has_the_seeds_tables_and_rows(tmp_path):
 
 def test_districts_section_reports_the_curve_for_both_engines(tmp_path):
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "cert_loader.cli", "bench", "--sections", "districts", "--district-rows", "4000",
-         "--levels", "1", "--out", str(out), "--admin-url", ADMIN_URL],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = run_cli("bench", "--sections", "districts", "--district-rows", "4000", "--levels", "1",
+                   "--out", str(out), "--admin-url", ADMIN_URL, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     d = json.loads(out.read_text())["districts"]
     for engine in ("cli", "dagster"):

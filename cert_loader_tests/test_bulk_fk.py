@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
 from cert_loader.engine import LoadOptions, load_district, unload_district
-from cert_loader_tests.fix_cli import cli_env, kill, paused_load
+from cert_loader_tests.fix_cli import cli_env, kill, paused_load, run_cli
 from cert_loader_tests.fix_district import check_rows, rewrite, set_value, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
@@ -112,8 +110,7 @@ def test_the_lock_is_access_exclusive_and_a_crash_restores_every_fk(make_distric
     while fk_definitions(sample_stores) != before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fk_definitions(sample_stores) == before
-    rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids"],
-                           env=cli_env(sample_stores, data_root), capture_output=True, text=True, timeout=300)
+    rerun = run_cli("load", district, "--stores", "ids", env=cli_env(sample_stores, data_root))
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
 
 

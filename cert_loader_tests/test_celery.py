@@ -2,8 +2,10 @@
 real RabbitMQ, workers started by scripts/celery-worker.sh on a queue of this test run's own.
 
 Six districts launched at once go through the queued run coordinator to two workers, each verified in the
-stores, both workers used. A worker's process killed mid-load fails its run, leaves every store as before, and a
-rerun on a fresh worker succeeds.
+stores, both workers used. A worker's pool process killed mid-load fails its run, leaves every store as before,
+and a rerun on a fresh worker succeeds. A whole worker killed mid-load (its main process SIGKILLed): its pool
+process dies with it, the unacknowledged task (task_acks_late) goes back to the queue and the other worker
+loads the district in the same run (cert_loader/defs/executor.py).
 """
 
 from __future__ import annotations
@@ -73,14 +75,26 @@ class Deployment:
             return "\n".join(str(r.dagster_event.event_specific_data)[:1500] for r in instance.all_logs(run_id)
                              if r.dagster_event and r.dagster_event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"))
 
-    def worker_of(self, run_id: str) -> str:
-        """The Celery hostname dagster-celery recorded for the run's step ("Executing steps ... in celery worker")."""
+    def workers_of(self, run_id: str) -> list[str]:
+        """The Celery hostnames dagster-celery recorded for the run's step ("Executing steps ... in celery
+        worker"), one per attempt, in order."""
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
-            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-                data = record.dagster_event.engine_event_data
-                if "Celery worker" in (data.metadata or {}):
-                    return data.metadata["Celery worker"].value
-        raise AssertionError(f"no celery worker event in run {run_id}")
+            return [data.metadata["Celery worker"].value
+                    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                    if "Celery worker" in ((data := record.dagster_event.engine_event_data).metadata or {})]
+
+    def worker_of(self, run_id: str) -> str:
+        hosts = self.workers_of(run_id)
+        assert len(hosts) == 1, f"run {run_id}: one attempt expected, got {hosts}"
+        return hosts[0]
+
+    def paused(self, pause_file: Path) -> int:
+        """The pid of the worker's pool process once the step paused there (faults.py writes "<point> <pid>")."""
+        deadline = time.monotonic() + RUN_DEADLINE_S
+        while not pause_file.is_file():
+            assert time.monotonic() < deadline, "the step never paused on the worker"
+            time.sleep(0.2)
+        return int(pause_file.read_text().split()[1])
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +156,8 @@ def test_a_worker_killed_mid_load_fails_the_run_and_a_rerun_succeeds(deployment,
     try:
         district = new_district()
         run_id = deployment.launch(district)
-        deadline = time.monotonic() + RUN_DEADLINE_S
-        while not pause_file.is_file():
-            assert time.monotonic() < deadline, "the step never paused on the worker"
-            time.sleep(0.2)
-        pid = int(pause_file.read_text().split()[1])
-        assert pid != deployment.workers[0].pid  # the worker's pool process that runs the district
+        pid = deployment.paused(pause_file)
+        assert _parent(pid) == deployment.workers[0].pid  # the worker's pool process that runs the district
         os.kill(pid, signal.SIGKILL)
         run = deployment.wait([run_id])[run_id]
         assert run.status == dg.DagsterRunStatus.FAILURE
@@ -163,5 +173,46 @@ def test_a_worker_killed_mid_load_fails_the_run_and_a_rerun_succeeds(deployment,
         assert deployment.wait([rerun])[rerun].is_success, deployment.failure(rerun)
         _assert_loaded(sample_stores, graph_config, deployment.data_root, district)
         assert deployment.worker_of(rerun).startswith("delta@")
+    finally:
+        deployment.stop_workers()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie not yet reaped (its sessions and sockets are closed)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_whole_worker_killed_mid_load_its_step_runs_again_on_another(deployment, pg_admin, sample_stores,
+                                                                       graph_config) -> None:
+    pause_file = deployment.tmp / "paused-main"
+    deployment.worker("epsilon", CERT_LOADER_TEST_PAUSE_AT=MID_LOAD, CERT_LOADER_TEST_PAUSE_FILE=str(pause_file))
+    try:
+        district = new_district()
+        run_id = deployment.launch(district)
+        pool = deployment.paused(pause_file)
+        main = deployment.workers[0]
+        # scripts/celery-worker.sh execs celery: the process it started is the worker's main process.
+        assert b"celery" in Path(f"/proc/{main.pid}/cmdline").read_bytes() and _parent(pool) == main.pid
+        other = deployment.worker("zeta")  # only now, so the step surely went to epsilon
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not _gone(pool):  # celery's PR_SET_PDEATHSIG: the pool process dies with the main process
+            assert time.monotonic() < deadline, f"pool process {pool} outlived its worker"
+            time.sleep(0.1)
+        run = deployment.wait([run_id])[run_id]
+        assert run.is_success, deployment.failure(run_id)
+        _assert_loaded(sample_stores, graph_config, deployment.data_root, district)
+        assert prepared(pg_admin, sample_stores, district) == []
+        assert [h.split("@")[0] for h in deployment.workers_of(run_id)] == ["epsilon", "zeta"]
+        text = other.read_text(errors="replace")
+        assert " received" in text and " succeeded in " in text, text[-2000:]
     finally:
         deployment.stop_workers()

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 from cert_loader.inputs import DistrictPaths
+from cert_loader_tests.fix_cli import run_cli
 
 
 def run(args, sample_stores, data_root, **env):
     base = {f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cert_loader.cli", *args, "--data-root", str(data_root), "--stores", "ids,hcp1,hcp2,adb"],
-        capture_output=True, text=True, timeout=300,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **base, **env},
-    )
-    return proc
+    return run_cli(*args, "--data-root", str(data_root), "--stores", "ids,hcp1,hcp2,adb",
+                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **base, **env})
 
 
 def test_plan_then_load_then_unload(make_district, sample_stores, data_root, no_prepared_left):
@@ -59,7 +54,6 @@ def test_plan_lists_what_would_be_refused(make_district, sample_stores, data_roo
 
 
 def test_missing_variable_is_named(data_root):
-    proc = subprocess.run([sys.executable, "-m", "cert_loader.cli", "plan", "x", "--stores", "ids"],
-                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    proc = run_cli("plan", "x", "--stores", "ids", env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.returncode == 2
     assert "CERT_IDS_URL" in proc.stderr

@@ -12,7 +12,7 @@ from cert_loader.defs.cli_report import LOADED_BY
 from cert_loader.defs.translator import build_specs
 from cert_loader.manifest import read_manifest
 from cert_loader_tests.dagster_support import (
-    VENV_BIN, cert_env, dagster_home, snapshot_to, sqlalchemy_url, subprocess_env,
+    VENV_BIN, cert_env, dagster_instance_env, snapshot_to, subprocess_env,
 )
 from cert_loader_tests.fix_district import store_snapshot
 
@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.dagster_cli, pytest.mark.usefixtures("no_prepared_left
 
 @pytest.fixture(scope="module")
 def instance_env(make_database, tmp_path_factory) -> dict[str, str]:
-    home = dagster_home(tmp_path_factory.mktemp("dagster_home"))
-    return {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": sqlalchemy_url(make_database("dagster_clirep", mark=False))}
+    return dagster_instance_env(tmp_path_factory.mktemp("dagster_home"), make_database("dagster_clirep", mark=False))
 
 
 def _load(district: str, env: dict[str, str], cwd: Path, *flags: str) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from cert_loader.strategies import get_strategy
 from cert_loader.verify import verify_graph
 from cert_loader.transaction import UnitOfWork
 from cert_loader.verify.content import verify_contents
-from cert_loader_tests.fix_cli import cli_env, env_stores
+from cert_loader_tests.fix_cli import CLI, cli_env, env_stores
 from cert_loader_tests.fix_district import district_rows, graph_nodes, new_district
 from cert_loader_tests.fix_graph import graph_input
 
@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 600
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cert_loader.cli", *args], env=env,
+    return subprocess.Popen([*CLI, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

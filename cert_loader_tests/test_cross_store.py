@@ -16,6 +16,7 @@ from cert_loader.references import (
 )
 from cert_loader.stores.postgres import PgStore
 from cert_loader.verify.cross_store import check_reference, committed_stores, failed_message, verify_references
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_district import new_district
 
 # The child store's studentusi is bigint, the parent's int: one type family (references.TYPE_FAMILIES).
@@ -698,16 +699,13 @@ def test_dagster_yields_the_reference_check_after_the_commit_and_fails_an_orphan
 @pytest.mark.usefixtures("no_prepared_left")
 def test_the_cli_reads_stores_outside_stores_from_their_urls(sample_with_references, sample_stores, data_root, pg_config):
     import os
-    import subprocess
-    import sys
 
     from cert_loader_tests.fix_district import store_snapshot
 
     def cli(*args):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_DATA_ROOT": str(data_root),
                **{f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()}}
-        return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], capture_output=True, text=True,
-                              timeout=300, env=env)
+        return run_cli(*args, env=env)
 
     d = sample_with_references()
     plan = cli("plan", d, "--stores", "ids")

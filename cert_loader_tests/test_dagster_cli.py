@@ -10,7 +10,7 @@ import pytest
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
 from cert_loader_tests.dagster_support import (
-    VENV_BIN, cert_env, dagster_home, snapshot_to, sqlalchemy_url, subprocess_env,
+    VENV_BIN, cert_env, dagster_instance_env, snapshot_to, subprocess_env,
 )
 from cert_loader_tests.fix_district import store_snapshot
 
@@ -20,8 +20,7 @@ pytestmark = [pytest.mark.dagster_cli, pytest.mark.usefixtures("no_prepared_left
 @pytest.fixture(scope="module")
 def instance_env(make_database, tmp_path_factory) -> dict[str, str]:
     """A DAGSTER_HOME with the project's dagster.yaml, its storage in a database of this session."""
-    home = dagster_home(tmp_path_factory.mktemp("dagster_home"))
-    return {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": sqlalchemy_url(make_database("dagster_cli", mark=False))}
+    return dagster_instance_env(tmp_path_factory.mktemp("dagster_home"), make_database("dagster_cli", mark=False))
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -38,11 +37,15 @@ def test_dagster_yaml_storage_and_run_queue(instance_env, monkeypatch) -> None:
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         per_value = {"applyLimitPerUniqueValue": True}
-        assert coordinator.get_run_queue_config().tag_concurrency_limits == [
+        concurrency = instance.get_concurrency_config()  # what the daemon's run queue reads
+        assert concurrency.run_queue_config.max_concurrent_runs == 4
+        assert concurrency.run_queue_config.tag_concurrency_limits == [
             {"key": "dagster/partition", "value": per_value, "limit": 1},
             *({"key": f"cert_loader/server.{store}", "value": per_value, "limit": 4}
               for store in ("ids", "hcp1", "hcp2", "adb", "sp")),
         ]
+        pools = concurrency.pool_config
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 4)
         instance.add_dynamic_partitions("district", ["probe"])
         assert "probe" in instance.get_dynamic_partitions("district")
 

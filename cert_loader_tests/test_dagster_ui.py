@@ -20,7 +20,7 @@ from cert_loader_tests.fix_district import district_rows, new_district, store_sn
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_prepared_left")]
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); never `playwright install`
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (scripts/test.sh installs it); never `playwright install`
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "artifacts"
@@ -31,7 +31,8 @@ ASSET = "cert/hcp1/clinic"  # no parents: a one-asset selection loads on its own
 def dagster_ui(make_database, sample_stores, tmp_path_factory) -> Iterator[dict]:
     """`dagster dev` over the project's workspace.yaml and dagster.yaml, a registered district, stopped by process group."""
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+        pytest.fail(f"{CHROMIUM} is missing: run the tests with `bash scripts/test.sh`, which installs Debian's "
+                    "chromium once (or apt-get install -y chromium)", pytrace=False)
     tmp = tmp_path_factory.mktemp("dagster_ui")
     data_root = tmp / "root"
     snapshot_to(sample_stores, data_root / "data" / "analysis" / "cert-schema.json")

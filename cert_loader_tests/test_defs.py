@@ -18,38 +18,7 @@ from cert_loader.errors import InputError
 from cert_loader.manifest import Manifest, StoreManifest, read_manifest, write_manifest
 from cert_loader.report import LoadReport
 from cert_loader.results import CheckResult, GraphTable, StoreResult, TableResult
-from cert_loader_tests.dagster_support import SAMPLE_MANIFEST, instance_with, subprocess_env
-
-# The asset graph of the sample CERT schema: key -> parents (the snapshot; regenerate it with
-# `cert-loader snapshot` over the sample stores if the sample schema changes on purpose).
-SAMPLE_GRAPH = {
-    "cert/ids/edfi__course": [],
-    "cert/ids/school": [],
-    "cert/ids/edfi__student": ["cert/ids/school"],
-    "cert/ids/school_calendar": ["cert/ids/school"],
-    "cert/ids/staff": ["cert/ids/school"],
-    "cert/ids/edfi__attendance_event": ["cert/ids/edfi__student", "cert/ids/school"],
-    "cert/ids/edfi__section": ["cert/ids/edfi__course", "cert/ids/school", "cert/ids/staff"],
-    "cert/ids/edfi__enrollment": ["cert/ids/edfi__section", "cert/ids/edfi__student"],
-    "cert/hcp1/clinic": [],
-    "cert/hcp1/patient": ["cert/hcp1/clinic"],
-    "cert/hcp1/immunization": ["cert/hcp1/patient"],
-    "cert/hcp1/screening": ["cert/hcp1/patient"],
-    "cert/hcp1/visit": ["cert/hcp1/clinic", "cert/hcp1/patient"],
-    "cert/hcp2/provider": [],
-    "cert/hcp2/provider_credential": ["cert/hcp2/provider"],
-    "cert/hcp2/referral": ["cert/hcp2/provider"],
-    "cert/hcp2/service_plan": ["cert/hcp2/provider"],
-    "cert/hcp2/service_session": ["cert/hcp2/service_plan"],
-    "cert/adb/assessment": [],
-    "cert/adb/assessment_item": ["cert/adb/assessment"],
-    "cert/adb/assessment_window": ["cert/adb/assessment"],
-    "cert/adb/performance_level": ["cert/adb/assessment"],
-    "cert/adb/student_assessment": ["cert/adb/assessment", "cert/adb/assessment_window"],
-    "cert/adb/objective_score": ["cert/adb/student_assessment"],
-    "cert/sp/nodes": [],
-    "cert/sp/relationships": ["cert/sp/nodes"],
-}
+from cert_loader_tests.dagster_support import SAMPLE_GRAPH, SAMPLE_MANIFEST, instance_with, subprocess_env
 
 
 @pytest.fixture(scope="module")

@@ -108,6 +108,17 @@ def _graphql(url: str, proc: subprocess.Popen, log_path: Path, ready=lambda data
                 f"{log_path.read_text()[-4000:]}", pytrace=False)
 
 
+def _materialized(url: str, path: list[str]) -> list[str]:
+    """The partitions of an asset that have a materialization in the instance (what the UI shows as loaded)."""
+    query = ('{ assetOrError(assetKey: {path: %s}) { ... on Asset { assetMaterializations { partition } } } }'
+             % json.dumps(path))
+    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = json.load(response)["data"]["assetOrError"]
+    return sorted({m["partition"] for m in data.get("assetMaterializations") or []})
+
+
 def _sensors(data: dict) -> dict[str, dict]:
     return {s["name"]: s["sensorState"] for entry in data["workspaceOrError"]["locationEntries"]
             for repo in entry["locationOrLoadError"]["repositories"] for s in repo["sensors"]}
@@ -133,6 +144,9 @@ def test_demo_ui_leaves_a_ready_instance_and_ctrl_c_stops_everything(demo_ui) ->
     # district-001 was loaded by the demo; district-002 only registered.
     assert all(n > 0 for n in district_rows(db_url(f"{prefix}_ids"), "district-001").values())
     assert not any(district_rows(db_url(f"{prefix}_ids"), "district-002").values())
+    # The demo's CLI load reported to the instance (DAGSTER_HOME set): the UI shows district-001 as loaded.
+    for path in (["cert", "ids", "school"], ["cert", "hcp2", "referral"], ["cert", "sp", "nodes"]):
+        assert _materialized(url, path) == ["district-001"], path
     env_sh = (demo_dir / "env.sh").read_text()
     assert "DAGSTER_HOME=" in env_sh and f"{prefix}_dagster" in env_sh and "CERT_SP_URI=" in env_sh
 

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from cert_loader_tests.dagster_support import (
-    REPO, VENV_BIN, cert_env, dagster_home, snapshot_to, sqlalchemy_url, subprocess_env,
+    REPO, VENV_BIN, cert_env, dagster_instance_env, snapshot_to, subprocess_env,
 )
 from cert_loader_tests.fix_district import store_snapshot
 
@@ -17,8 +17,7 @@ pytestmark = [pytest.mark.dagster_cli, pytest.mark.usefixtures("no_prepared_left
 
 def test_dg_launch_materializes_a_registered_district(make_database, sample_stores, make_district, data_root,
                                                       tmp_path, monkeypatch) -> None:
-    home = dagster_home(tmp_path / "dagster_home")
-    instance_env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": sqlalchemy_url(make_database("dg_launch", mark=False))}
+    instance_env = dagster_instance_env(tmp_path / "dagster_home", make_database("dg_launch", mark=False))
     monkeypatch.setenv("DAGSTER_PG_URL", instance_env["DAGSTER_PG_URL"])
     snapshot_to(sample_stores, data_root / "data" / "analysis" / "cert-schema.json")
     district = make_district(students=50)
@@ -35,7 +34,7 @@ def test_dg_launch_materializes_a_registered_district(make_database, sample_stor
     assert all(n > 0 for n in rows["ids"].values())
     assert not any(n for store in ("hcp1", "hcp2", "adb") for n in rows[store].values())
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(instance_env["DAGSTER_HOME"]) as instance:
         run = instance.get_runs(limit=1)[0]
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == district
         student = instance.get_latest_materialization_event(dg.AssetKey(["cert", "ids", "edfi__student"]))

@@ -6,8 +6,8 @@ import pytest
 
 from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.engine import LoadOptions, load_district, plan_district, unload_district
-from cert_loader.stores.graph import GraphStore
 from cert_loader_tests.fix_district import store_snapshot
+from cert_loader_tests.fix_graph import graph_counts
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 
@@ -22,11 +22,6 @@ def full_config(sample_stores, graph_config, data_root):
         )
 
     return make
-
-
-def graph_counts(graph_config, district):
-    with GraphStore(graph_config) as graph:
-        return graph.counts(district)
 
 
 def test_five_stores_load_and_report_the_graph(full_config, make_district, graph_config):
@@ -112,8 +107,8 @@ def test_content_verification_covers_the_graph_for_every_strategy(full_config, m
         assert report.status == "SUCCESS", (strategy, report.error)
         validation = report.as_dict()["post_load_validation"]
         assert validation["content_verification"] == "PASSED", strategy
-        graph = [c for c in validation["tables"] if c["store"] == "sp" and c["check"] == "content"]
-        assert {c["table"].split(":")[0] for c in graph} == {"nodes", "relationships"}, strategy
-        assert all(c["passed"] and c["expected"] == c["actual"] > 0 for c in graph), (strategy, graph)
+        graph = [c for c in report.checks if c.store == "sp" and c.check == "content"]
+        assert {c.graph.kind for c in graph} == {"nodes", "relationships"}, strategy
+        assert all(c.passed and c.expected == c.actual > 0 for c in graph), (strategy, graph)
     counts_only = load_district(full_config(), district, LoadOptions(strategy="merge"))
     assert counts_only.as_dict()["post_load_validation"]["content_verification"] == "NOT_RUN"

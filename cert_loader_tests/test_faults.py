@@ -7,12 +7,10 @@ district changed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
-from cert_loader_tests.fix_cli import cli_env, env_stores, kill_at
+from cert_loader_tests.fix_cli import cli_env, env_stores, kill_at, run_cli
 from cert_loader_tests.fix_district import store_snapshot
 
 # point → what recovery must make of it: the decision is durable only after "after-decision".
@@ -27,8 +25,7 @@ POINTS = [
 
 
 def _cli(args, env, timeout=180):
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args, "--stores", env_stores(env)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return run_cli(*args, "--stores", env_stores(env), env=env, timeout=timeout)
 
 
 def _all_or_nothing(snapshot: dict, expected: dict) -> str:

@@ -334,8 +334,8 @@ def test_scale_100k_nodes_250k_relationships(store: GraphStore, graph_config: Gr
     t0 = time.monotonic()
     results = load(store, data, "insert")
     total_s = time.monotonic() - t0
-    node_s = sum(t.duration_s for t in results.values() if t.table.startswith("nodes:"))
-    rel_s = sum(t.duration_s for t in results.values() if t.table.startswith("relationships:"))
+    node_s = sum(t.duration_s for t in results.values() if t.graph.kind == "nodes")
+    rel_s = sum(t.duration_s for t in results.values() if t.graph.kind == "relationships")
     raw_node_s, raw_rel_s = _raw_load(graph_config, data, raw_district)
     assert store.counts(district) == store.counts(raw_district) == {
         "nodes": {"Person": 75_000, "School": 25_000},

@@ -17,8 +17,8 @@ import pytest
 from cert_loader.config import LoaderConfig
 from cert_loader.engine import LoadOptions, load_district, unload_district
 from cert_loader.inputs import DistrictPaths
-from cert_loader.stores.graph import GraphStore
 from cert_loader_tests.fix_district import store_snapshot
+from cert_loader_tests.fix_graph import graph_counts
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 STUDENTS = 20
@@ -50,11 +50,6 @@ def full_config(pg_config, graph_config):
         base = pg_config(root=root)
         return LoaderConfig(base.data_root, base.pg, graph_config)
     return make
-
-
-def graph_counts(graph_config, district: str) -> dict:
-    with GraphStore(graph_config) as store:
-        return store.counts(district)
 
 
 def nodes_outside(graph_config, district: str) -> int:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from cert_loader.engine import load_district
 from cert_loader.errors import InputError
 from cert_loader.inputs import DistrictPaths, read_validation_gate
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_district import rewrite, store_snapshot
 
 CLEAN = {"district_id": "d1", "overall_status": "PASSED", "summary": {"total_errors": 0, "total_warnings": 0}}
@@ -74,10 +73,8 @@ def test_a_file_without_district_id_is_filled_and_said(pg_config, make_district,
     rewrite(data_root, district, "ids", "edfi.student", lambda t: t.drop(["district_id"]))
     warning = f'ids: edfi.student: edfi.student.parquet has no "district_id" column; every row is loaded as district {district!r}'
     env = {f"CERT_{s.upper()}_URL": u for s, u in sample_stores.items()}
-    plan = subprocess.run(
-        [sys.executable, "-m", "cert_loader.cli", "plan", district, "--data-root", str(data_root), "--stores", "ids"],
-        capture_output=True, text=True, timeout=120, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-    )
+    plan = run_cli("plan", district, "--data-root", str(data_root), "--stores", "ids", timeout=120,
+                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
     assert plan.returncode == 0, plan.stderr
     assert f"  - {warning}" in plan.stdout
     report = load_district(pg_config(["ids"]), district)

@@ -192,14 +192,14 @@ def test_helm_values_wire_the_k8s_launcher_secrets_and_external_postgres() -> No
 
 
 def _main_queue() -> dict:
-    return _load(REPO / "dagster.yaml")["run_coordinator"]["config"]
+    return _load(REPO / "dagster.yaml")["concurrency"]["runs"]
 
 
 def test_run_queue_limits_match_the_main_instance() -> None:
     main = _main_queue()
     stores = {limit["key"] for limit in main["tag_concurrency_limits"]}
     assert stores == {"dagster/partition"} | {f"cert_loader/server.{s}" for s in ("ids", "hcp1", "hcp2", "adb", "sp")}
-    assert _load(K8S_DOCS / "dagster.yaml")["run_coordinator"]["config"] == main
+    assert _load(K8S_DOCS / "dagster.yaml")["concurrency"] == _load(REPO / "dagster.yaml")["concurrency"]
     helm = _load(K8S_DOCS / "values.yaml")["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert helm["maxConcurrentRuns"] == main["max_concurrent_runs"]
     # The chart renders tag_concurrency_limits as `tagConcurrencyLimits | toYaml`: the same list, as written

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -13,7 +11,7 @@ from cert_loader.config import LoaderConfig
 from cert_loader.engine import LoadOptions, load_district, plan_district, unload_district
 from cert_loader.inputs import DistrictPaths
 from cert_loader.plan_view import render_plan
-from cert_loader_tests.fix_cli import PG, kill_at
+from cert_loader_tests.fix_cli import PG, kill_at, run_cli
 from cert_loader_tests.fix_district import store_snapshot
 from cert_loader_tests.fix_role import grant
 
@@ -22,8 +20,7 @@ STUDENTS = 20
 
 
 def cli(args, env, timeout=180):
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 def owned_relations(urls: dict[str, str], role: str) -> dict[str, list[str]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -14,6 +12,7 @@ from cert_loader.config import LoaderConfig, PgStoreConfig
 from cert_loader.engine import load_district
 from cert_loader.mark import MARK_SETTING
 from cert_loader.sample import apply_schema
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_district import district_rows
 from cert_loader_tests.fix_pg import leave_prepared
 
@@ -23,8 +22,7 @@ _SEQ = itertools.count()
 
 def cli(args, **urls):
     env = {"PATH": "/usr/bin:/bin", **{f"CERT_{s.upper()}_URL": u for s, u in urls.items()}}
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return run_cli(*args, env=env, timeout=120)
 
 
 def mark_of(url: str) -> tuple[str | None, bool]:

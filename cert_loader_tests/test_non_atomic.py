@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -20,7 +19,7 @@ from cert_loader.engine import LoadOptions, load_district
 from cert_loader.mark import mark_statements
 from cert_loader.report import render_summary
 from cert_loader.sample import apply_schema
-from cert_loader_tests.fix_cli import cli_env, kill, paused_load
+from cert_loader_tests.fix_cli import cli_env, kill, paused_load, run_cli
 from cert_loader_tests.fix_district import district_rows, store_snapshot
 from cert_loader_tests.fix_pg import DATABASE_PREFIX, RUN_ID
 
@@ -86,8 +85,7 @@ def test_plan_says_two_phase_is_unavailable(no_2pc_url, sample_stores, make_dist
     district = make_district(students=10)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERT_IDS_URL": sample_stores["ids"],
            "CERT_HCP2_URL": no_2pc_url}
-    proc = subprocess.run([sys.executable, "-m", "cert_loader.cli", "plan", district, "--data-root", str(data_root),
-                           "--stores", "ids,hcp2"], capture_output=True, text=True, env=env, timeout=120)
+    proc = run_cli("plan", district, "--data-root", str(data_root), "--stores", "ids,hcp2", env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "two-phase unavailable (max_prepared_transactions = 0)" in proc.stdout
     assert "Commit: non-atomic (store after store)" in proc.stdout

@@ -176,3 +176,35 @@ def test_hostile_column_not_in_table_is_refused(tmp_path, custom_url):
     assert "not in the table" in report.error["message"]
     with psycopg.connect(custom_url) as conn:
         assert conn.execute("SELECT to_regclass('public.a') IS NOT NULL").fetchone()[0]
+
+
+FK_INDEX_DDL = '''
+CREATE TABLE p (district_id text NOT NULL, id int NOT NULL, PRIMARY KEY (district_id, id));
+CREATE TABLE bare (district_id text NOT NULL, id int NOT NULL, p_id int NOT NULL, PRIMARY KEY (district_id, id),
+  FOREIGN KEY (district_id, p_id) REFERENCES p (district_id, id));
+CREATE TABLE indexed (district_id text NOT NULL, id int NOT NULL, p_id int NOT NULL, PRIMARY KEY (district_id, id),
+  FOREIGN KEY (district_id, p_id) REFERENCES p (district_id, id));
+CREATE INDEX ON indexed (p_id, district_id, id);
+'''
+
+
+def test_replace_warns_of_a_referencing_fk_without_an_index(tmp_path, make_database):
+    """A delete of p checks bare's FK row by row through its (district_id, id) key, reading all the district's rows."""
+    url = make_database("fkindex", ddl=FK_INDEX_DDL)
+    d = new_district()
+    write_district(tmp_path, d, {"p": t(d, id=[1]), "bare": t(d, id=[1], p_id=[1]), "indexed": t(d, id=[1], p_id=[1])},
+                   ["p", "bare", "indexed"])
+    warnings = {}
+    for strategy in ("insert", "replace"):
+        pf = plan_district(cfg(tmp_path, url), d, LoadOptions(strategy=strategy))
+        try:
+            warnings[strategy] = [w for w in pf.plan.warnings if "no index" in w]
+        finally:
+            pf.close()
+    assert warnings["insert"] == []
+    [warning] = warnings["replace"]
+    assert warning.startswith("ids: public.p: replace deletes") and "public.bare (district_id, p_id)" in warning
+    assert "CREATE INDEX ON public.bare (district_id, p_id)" in warning and "indexed" not in warning
+    report = load_district(cfg(tmp_path, url), d, LoadOptions(strategy="replace"))
+    assert report.status == "SUCCESS", report.error
+    assert warning in report.warnings  # the report says it too

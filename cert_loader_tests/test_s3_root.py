@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from cert_loader.data_root import S3Path, data_root, redact
 from cert_loader.errors import InputError
 from cert_loader.inputs import DistrictPaths, read_validation_gate
 from cert_loader.sample import generate_district
+from cert_loader_tests.fix_cli import run_cli
 from cert_loader_tests.fix_district import district_rows, new_district
 from cert_loader_tests.fix_s3 import list_keys, s3_bucket, s3_env, s3_server, upload_tree  # noqa: F401 (fixtures)
 
@@ -31,8 +31,7 @@ def uploaded(tmp_path: Path, endpoint: str, bucket: str, **kwargs) -> tuple[str,
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli(*args, cwd=cwd, env=env)
 
 
 def load_env(sample_stores, endpoint: str, root: str, **override: str) -> dict[str, str]:
@@ -151,3 +150,64 @@ def set_auth(endpoint: str, count: str) -> None:
 
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(), headers={"Content-Type": "text/plain"},
                                                   method="POST"), timeout=10).read()
+
+
+def test_sample_snapshot_and_code_location_in_the_bucket(tmp_path, s3_server, s3_bucket, sample_stores,
+                                                         monkeypatch, capsys) -> None:
+    """`sample` and `snapshot` write into the bucket; the code location builds its assets from that manifest."""
+    import importlib.util
+
+    from cert_loader.cli import main
+    from cert_loader_tests.dagster_support import SAMPLE_GRAPH
+
+    district, root = new_district(), f"s3://{s3_bucket}/state"
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("CERT_DATA_ROOT", root)
+    monkeypatch.delenv("CERT_SCHEMA_MANIFEST", raising=False)
+    for store, url in sample_stores.items():
+        monkeypatch.setenv(f"CERT_{store.upper()}_URL", url)
+    monkeypatch.delenv("CERT_SP_URL", raising=False)
+
+    assert main(["sample", district, "--students", "5"]) == 0
+    keys = list_keys(s3_server, s3_bucket, "state")
+    assert "state/data/analysis/extraction-order.json" in keys
+    assert f"state/data/anonymized/{district}/validation-report.json" in keys
+    assert f"state/data/anonymized/{district}/ids/edfi.student.parquet" in keys
+    assert f"state/data/anonymized/{district}/sp/nodes.parquet" in keys
+    assert main(["snapshot", "--stores", PG]) == 0
+    assert f"wrote {root}/data/analysis/cert-schema.json" in capsys.readouterr().out
+    assert "state/data/analysis/cert-schema.json" in list_keys(s3_server, s3_bucket, "state")
+    assert list(cwd.iterdir()) == []  # nothing written locally
+
+    spec = importlib.util.find_spec("cert_loader.definitions")  # the code location as `dagster dev` loads it,
+    location = importlib.util.module_from_spec(spec)            # with this environment (not left in sys.modules)
+    spec.loader.exec_module(location)
+    assert location.manifest_path() == data_root(f"{root}/data/analysis/cert-schema.json")
+    keys = {k.to_user_string() for k in location.defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {k for k in SAMPLE_GRAPH if not k.startswith("cert/sp/")}  # no CERT_SP_URL: no graph assets
+    assert location.defs.metadata["cert_loader/manifest"].value == f"{root}/data/analysis/cert-schema.json"
+    # ... and the district sample wrote is readable from the bucket: the plan of a load of it.
+    assert main(["plan", district, "--stores", PG]) == 0, capsys.readouterr().err
+    assert district in capsys.readouterr().out
+    assert list(cwd.iterdir()) == []
+
+
+def test_missing_bucket_and_manifest_are_named(tmp_path, s3_server, s3_bucket, capsys) -> None:
+    from cert_loader.cli import main
+    from cert_loader.defs import build_definitions
+    from cert_loader.manifest import read_manifest
+
+    assert main(["sample", "d1", "--students", "1", "--data-root", "s3://no-such-bucket-x/state"]) == 2
+    err = capsys.readouterr().err
+    assert "s3://no-such-bucket-x/state/data/analysis/extraction-order.json" in err, err
+    assert "bucket 'no-such-bucket-x' does not exist" in err, err
+    url = f"s3://{s3_bucket}/none/data/analysis/cert-schema.json"
+    with pytest.raises(InputError) as missing:
+        read_manifest(url)
+    assert f"schema manifest {url}: not found" in str(missing.value) and "cert-loader snapshot" in missing.value.hint
+    defs = build_definitions(data_root(url))  # the code location loads, with no assets and what to do
+    assert not defs.resolve_asset_graph().get_all_asset_keys()
+    assert url in defs.metadata["cert_loader/manifest"].value
+    assert "cert-loader snapshot" in defs.metadata["cert_loader/manifest"].value

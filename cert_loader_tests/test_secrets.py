@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -17,6 +15,7 @@ from cert_loader.inputs import DistrictPaths
 from cert_loader.manifest import read_manifest
 from cert_loader.stores.postgres import PgStore
 from cert_loader_tests.dagster_support import instance_with, snapshot_to
+from cert_loader_tests.fix_cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
 STUDENTS = 20
@@ -42,8 +41,7 @@ def cli(loader_role, sample_stores, data_root, graph_config):
         base = loader_role.env(sample_stores, data_root)
         base.update(CERT_SP_URI=graph_config.uri, CERT_SP_USER=graph_config.user,
                     CERT_SP_PASSWORD=graph_config.password, CERT_SP_DATABASE=graph_config.database)
-        proc = subprocess.run([sys.executable, "-m", "cert_loader.cli", *args], capture_output=True, text=True,
-                              env={**base, **(env or {})}, timeout=180)
+        proc = run_cli(*args, env={**base, **(env or {})}, timeout=180)
         seen.extend([proc.stdout, proc.stderr])
         if district is not None:
             seen.append(DistrictPaths(data_root, district).report_file.read_text())

@@ -11,6 +11,7 @@ import pytest
 from cert_loader.defs import JOB_NAME, build_definitions
 from cert_loader.defs.resources import CertDataResource
 from cert_loader.defs.sensors import SENSOR_NAME, content_hash, scan
+from cert_loader.inputs import DISTRICT_ID_MAX_BYTES
 from cert_loader_tests.dagster_support import SAMPLE_MANIFEST, instance_with, pg_resources, snapshot_to
 from cert_loader_tests.fix_district import store_snapshot
 
@@ -125,6 +126,28 @@ def test_report_that_proves_no_clean_validation_adds_the_partition_only(tmp_path
     assert "has no district_id (expected 'noid')" in lines[1]
     assert "has no summary, so it does not prove zero errors" in lines[2]
     assert all(line.endswith("; no run requested") for line in lines)
+
+
+def test_a_directory_name_that_cannot_be_a_district_is_named_and_gets_no_partition_or_run(tmp_path) -> None:
+    """The load's own name check (inputs.check_district_name): a backslash, more than 128 bytes."""
+    backslash, too_long = "bad\\name", "x" * (DISTRICT_ID_MAX_BYTES + 1)
+    for name in (backslash, too_long, "ok"):
+        write_report(tmp_path, name)  # each report passes and names its own directory
+    lines: list[str] = []
+    log = type("Log", (), {"info": lambda self, m: lines.append(m), "warning": lambda self, m: lines.append(m)})()
+    new, requests, cursor = scan(tmp_path, {}, log)
+    assert new == ["ok"] and [r.partition_key for r in requests] == ["ok"]
+    assert sorted(cursor) == [backslash, "ok", too_long]  # recorded: not looked at again until it changes
+    assert lines[0].startswith(f"{backslash!r}: skipped: district id {backslash!r} is not a plain name")
+    assert lines[1].startswith("ok: validation PASSED: requesting a replace load")
+    assert lines[2].startswith(f"{too_long!r}: skipped: district id 'xxxx") and "is 129 bytes long" in lines[2]
+    assert lines[0].endswith("; no run requested") and lines[2].endswith("; no run requested")
+    lines.clear()
+    assert scan(tmp_path, cursor, log)[:2] == ([], []) and not lines
+
+    ticker = Ticker(tmp_path)
+    assert [r.partition_key for r in ticker.tick().run_requests] == ["ok"]
+    assert ticker.instance.get_dynamic_partitions("district") == ["ok"]
 
 
 @pytest.mark.usefixtures("no_prepared_left")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
 from cert_loader.testing.arcadedb import start_arcadedb
-from cert_loader_tests.fix_cli import cli_env
+from cert_loader_tests.fix_cli import CLI, cli_env, run_cli
 from cert_loader_tests.fix_district import store_snapshot
 
 PAUSE = "8"
@@ -18,8 +17,7 @@ PAUSE = "8"
 
 def _start_paused_load(district, env, point):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids,hcp1,hcp2,adb,sp"
-         if "CERT_SP_URI" in env else "ids,hcp1,hcp2,adb"],
+        [*CLI, "load", district, "--stores", "ids,hcp1,hcp2,adb,sp" if "CERT_SP_URI" in env else "ids,hcp1,hcp2,adb"],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point, "CERT_LOADER_TEST_PAUSE_SECONDS": PAUSE},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -48,8 +46,7 @@ def test_postgres_restarted_mid_load(make_district, sample_stores, data_root, no
     assert proc.returncode == 1, out + err
     assert "✗ CERT Load FAILED" in out
     assert _nothing_of(sample_stores, district)
-    rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids,hcp1,hcp2,adb"],
-                           env=env, capture_output=True, text=True, timeout=300)
+    rerun = run_cli("load", district, "--stores", "ids,hcp1,hcp2,adb", env=env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
 
 
@@ -75,8 +72,7 @@ def test_graph_server_killed_mid_load(make_district, sample_stores, data_root, t
         with GraphStore(graph) as store:
             assert not any(store.counts(district)["nodes"].values())
         env = cli_env(sample_stores, data_root, graph)
-        rerun = subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores",
-                                "ids,hcp1,hcp2,adb,sp"], env=env, capture_output=True, text=True, timeout=300)
+        rerun = run_cli("load", district, "--stores", "ids,hcp1,hcp2,adb,sp", env=env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     finally:
         server.stop()

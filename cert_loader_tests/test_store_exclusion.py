@@ -7,7 +7,6 @@ load does from before its first write to its end), and the other is started besi
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -15,15 +14,14 @@ import yaml
 from cert_loader.constants import ALL_STORES
 from cert_loader.defs.servers import TAG_PREFIX, server_tags
 from cert_loader_tests.dagster_support import SAMPLE_MANIFEST
-from cert_loader_tests.fix_cli import cli_env, kill, paused_load
+from cert_loader_tests.fix_cli import cli_env, kill, paused_load, run_cli
 from cert_loader_tests.fix_district import district_rows
 
 POINT = "mid-copy:ids:edfi.attendance_event"
 
 
 def _load(env: dict[str, str], district: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids", *args],
-                          env={**env, **extra}, capture_output=True, text=True, timeout=300)
+    return run_cli("load", district, "--stores", "ids", *args, env={**env, **extra})
 
 
 def _loaded(url: str, district: str) -> int:
@@ -53,8 +51,7 @@ def test_loads_and_unloads_beside_a_bulk_fk_load_are_refused(make_district, samp
     proc = paused_load(POINT, bulk, env, "--bulk-fk", stores="ids")
     try:
         load = _load(env, make_district(), CERT_STORE_LOCK_WAIT="1")
-        unload = subprocess.run([sys.executable, "-m", "cert_loader.cli", "unload", other, "--stores", "ids"],
-                                env={**env, "CERT_STORE_LOCK_WAIT": "1"}, capture_output=True, text=True, timeout=300)
+        unload = run_cli("unload", other, "--stores", "ids", env={**env, "CERT_STORE_LOCK_WAIT": "1"})
     finally:
         kill(proc)
     for done in (load, unload):
@@ -91,7 +88,7 @@ def test_run_tags_name_each_store_s_server_and_no_credential():
 
 def test_dagster_yaml_limits_every_store_s_server_per_unique_value():
     config = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
-    limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     per_server = {lim["key"]: lim for lim in limits if lim["key"].startswith(TAG_PREFIX)}
     assert set(per_server) == {TAG_PREFIX + s for s in ALL_STORES}
     assert all(lim["value"] == {"applyLimitPerUniqueValue": True} and lim["limit"] >= 1 for lim in per_server.values())

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from cert_loader_tests.dagster_support import (
     dev_instance, start_dagster_dev,
     default_signals, sqlalchemy_url, stop_group,
 )
-from cert_loader_tests.fix_cli import cli_env
+from cert_loader_tests.fix_cli import CLI, cli_env
 from cert_loader_tests.fix_district import new_district, store_snapshot
 
 pytestmark = pytest.mark.usefixtures("no_prepared_left")
@@ -72,7 +71,7 @@ def _cli_load_paused(point: str, district: str, env: dict[str, str], pause_file:
                      **extra: str) -> subprocess.Popen:
     """`cert-loader load` paused at ``point``, with SIGINT handled as a terminal would (DESIGN.md section 9)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cert_loader.cli", "load", district, "--stores", "ids,hcp1,hcp2,adb", *args],
+        [*CLI, "load", district, "--stores", "ids,hcp1,hcp2,adb", *args],
         env={**env, "CERT_LOADER_TEST_PAUSE_AT": point, "CERT_LOADER_TEST_PAUSE_FILE": str(pause_file), **extra},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=default_signals,
@@ -102,6 +101,24 @@ def test_ctrl_c_mid_load_rolls_back_and_writes_the_report(parallel, make_distric
     assert _prepared(sample_stores) == []
     assert _lock_free(sample_stores, district)
     assert load_district(pg_config(), district).status == "SUCCESS"  # nothing left in the way
+
+
+def test_ctrl_c_mid_replace_keeps_the_district_as_it_was(make_district, sample_stores, data_root, pg_config,
+                                                         tmp_path) -> None:
+    """Over a district already in CERT, "as before" is its old rows, not none: a replace stopped mid-load keeps them."""
+    district = make_district(students=400)
+    assert load_district(pg_config(), district).status == "SUCCESS"
+    before = store_snapshot(sample_stores, district)
+    assert all(n > 0 for rows in before.values() for n in rows.values())
+    proc = _cli_load_paused(MID_LOAD, district, cli_env(sample_stores, data_root), tmp_path / "paused",
+                            "--strategy", "replace")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err[-3000:]
+    assert _report(data_root, district)["overall_status"] == "FAILED"
+    assert store_snapshot(sample_stores, district) == before
+    assert _prepared(sample_stores) == []
+    assert _lock_free(sample_stores, district)
 
 
 def test_ctrl_c_after_the_decision_completes_the_load(make_district, sample_stores, data_root, tmp_path) -> None:

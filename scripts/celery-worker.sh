@@ -8,7 +8,15 @@
 # Its hostname is NAME@<host>; at INFO Celery logs "Task dagster_celery.execute_plan[<id>] received" and
 # "... succeeded in <s>s" (or "raised ..."), so the log says where each district ran.
 # This is what `dagster-celery worker start -A dagster_celery.app` runs, with the broker and backend given as
-# celery's own options instead of a generated config module under $DAGSTER_HOME.
+# celery's own options, and the settings no option gives in scripts/celery/dagster_celery_config.py (put first
+# on PYTHONPATH; dagster-celery's make_app imports that module, as it does the one `worker start -y` generates).
+# A worker that dies mid-load (cert_loader/defs/executor.py says more):
+# - its pool process killed: the run fails at once (WorkerLostError), every store as before; rerun it.
+# - the worker itself killed (SIGKILL of this process, the machine gone): its pool process dies with it, the
+#   unacknowledged task goes back to the queue (task_acks_late) and another worker runs the step again from
+#   the start, in the same run. CERT_CELERY_ACKS_LATE=off: Celery's default, the task is acknowledged when it
+#   starts and lost with the worker (its run hangs until force-terminated). With late acknowledgement keep
+#   RabbitMQ's consumer_timeout (default 30 min) above the longest district load.
 set -euo pipefail
 if [ $# -ne 1 ] || [ -z "$1" ]; then
   echo "usage: $0 NAME   (the worker's hostname becomes NAME@$(hostname))" >&2
@@ -19,6 +27,7 @@ ROOT="$(dirname "$HERE")"
 PY="${CERT_VENV:-$ROOT/.venv}/bin"
 : "${DAGSTER_HOME:?export DAGSTER_HOME (the instance the runs use) before starting a worker}"
 cd "$ROOT"
+export PYTHONPATH="$HERE/celery${PYTHONPATH:+:$PYTHONPATH}"
 # exec: the worker is this process, so a signal to it (or to its process group) reaches Celery itself.
 exec "$PY/celery" -A dagster_celery.app \
   --broker "${CERT_CELERY_BROKER:-pyamqp://guest:guest@127.0.0.1:5672//}" --result-backend "rpc://" \

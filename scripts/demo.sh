@@ -32,7 +32,7 @@ DEMO="$(cd "$DEMO" && pwd)"
 say "creating the demo CERT databases ${PREFIX}_{ids,hcp1,hcp2,adb}"
 for store in ids hcp1 hcp2 adb; do
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS ${PREFIX}_$store WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_$store"
-  export "CERT_$(echo $store | tr a-z A-Z)_URL=postgresql://root@127.0.0.1:5432/${PREFIX}_$store"
+  export "CERT_$(echo $store | tr a-z A-Z)_URL=${PG_ADMIN_URL%/*}/${PREFIX}_$store"  # the admin server (setup.sh)
 done
 "$VENV/bin/python" - <<'PY'
 import os
@@ -57,6 +57,22 @@ say "marking the databases as CERT stores (cert-loader mark)"
 say "generating sample district $DISTRICT ($STUDENTS students)"
 "$CL" sample "$DISTRICT" --students "$STUDENTS" >/dev/null
 
+if [ "$UI" = "1" ]; then
+  # --ui: what the README's "Running it from Dagster" does by hand (DESIGN.md section 8), before the load, so that
+  # the CLI load below reports its materializations and checks to this instance (DAGSTER_HOME is set) and the UI
+  # shows the district as loaded.
+  say "cert-loader snapshot (the schema manifest the code location builds its assets from)"
+  "$CL" snapshot
+
+  say "a Dagster instance: database ${PREFIX}_dagster, DAGSTER_HOME=$DEMO/dagster_home with the repository's dagster.yaml"
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS ${PREFIX}_dagster WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_dagster"
+  export DAGSTER_HOME="$DEMO/dagster_home"
+  export DAGSTER_PG_URL="postgresql+psycopg2://${PG_ADMIN_URL#*://}"
+  export DAGSTER_PG_URL="${DAGSTER_PG_URL%/*}/${PREFIX}_dagster"
+  mkdir -p "$DAGSTER_HOME"
+  cp "$ROOT/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
+fi
+
 say "cert-loader plan $DISTRICT"
 "$CL" plan "$DISTRICT"
 
@@ -74,22 +90,13 @@ print(json.dumps({k: r[k] for k in keep}, indent=2))
 
 # The variables, for running the CLI or Dagster against the demo stores afterwards.
 env | grep -E '^CERT_(IDS|HCP1|HCP2|ADB)_URL|^CERT_SP_|^CERT_DATA_ROOT' | sed 's/^/export /' > "$DEMO/env.sh"
+if [ "$UI" = "1" ]; then
+  printf 'export DAGSTER_HOME=%q DAGSTER_PG_URL=%q\n' "$DAGSTER_HOME" "$DAGSTER_PG_URL" >> "$DEMO/env.sh"
+fi
 if [ "$UI" = "0" ]; then
   say "done; 'source demo/env.sh' points the CLI at the demo stores (the graph server stops now unless CERT_DEMO_KEEP_GRAPH=1)"
   exit 0
 fi
-
-# --ui: what the README's "Running it from Dagster" does by hand, then the UI (DESIGN.md section 8).
-say "cert-loader snapshot (the schema manifest the code location builds its assets from)"
-"$CL" snapshot
-
-say "a Dagster instance: database ${PREFIX}_dagster, DAGSTER_HOME=$DEMO/dagster_home with the repository's dagster.yaml"
-psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS ${PREFIX}_dagster WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_dagster"
-export DAGSTER_HOME="$DEMO/dagster_home"
-export DAGSTER_PG_URL="postgresql+psycopg2://root@127.0.0.1:5432/${PREFIX}_dagster"
-mkdir -p "$DAGSTER_HOME"
-cp "$ROOT/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
-printf 'export DAGSTER_HOME=%q DAGSTER_PG_URL=%q\n' "$DAGSTER_HOME" "$DAGSTER_PG_URL" >> "$DEMO/env.sh"
 
 SECOND="district-002"
 [ "$SECOND" != "$DISTRICT" ] || SECOND="district-003"

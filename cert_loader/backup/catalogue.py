@@ -20,6 +20,7 @@ from cert_loader.backup.layout import BackupError, BackupPaths, backups_dir, fsy
 from cert_loader.backup.record import BackupCheck, BackupManifest, check_backup
 from cert_loader.catalog import Catalog
 from cert_loader.config import LoaderConfig
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.data_root import S3Path, data_root as data_root_of
 from cert_loader.inputs import DistrictPaths
 
@@ -202,9 +203,9 @@ def plan_restore(data_root: Path, district: str, run_id: str, catalogs: dict[str
 def restore_config(config: LoaderConfig, plan: RestorePlan) -> LoaderConfig:
     """The configuration a restore loads with: the backup as its data root, only the stores the backup covers."""
     stores = set(plan.manifest.stores)
-    missing = sorted(s for s in stores if s != "sp" and s not in config.pg)
+    missing = sorted(s for s in stores if s != GRAPH_STORE and s not in config.pg)
     if missing or (plan.manifest.has_graph and config.graph is None):
-        absent = missing + (["sp"] if plan.manifest.has_graph and config.graph is None else [])
+        absent = missing + ([GRAPH_STORE] if plan.manifest.has_graph and config.graph is None else [])
         raise BackupError(f"the backup covers {', '.join(absent)}, which is not configured", district=plan.paths.district,
                           hint="set its CERT_*_URL (a restore puts back every store the backup covers, together)")
     return replace(config, data_root=plan.paths.dir, pg={n: c for n, c in config.pg.items() if n in stores},

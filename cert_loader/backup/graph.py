@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cert_loader.backup.layout import BackupError, HashingFile
-from cert_loader.constants import GRAPH_STORE
+from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.faults import checkpoint
 from cert_loader.results import GraphTable
 from cert_loader.stores.graph_cypher import quoted
@@ -101,8 +101,8 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
                 raise BackupError(f"node {node_id!r} of district {district!r} has labels {labels} and id "
                                   f"{node_id!r}; the loader writes one label and a string id",
                                   store=GRAPH_STORE, table=GraphTable.nodes(label).display, district=district, hint=_HINT)
-            nodes.append({"id": node_id, "labels": label, "district_id": district,
-                          "properties": _props(p, ("id", "district_id"),
+            nodes.append({"id": node_id, "labels": label, DISTRICT_COLUMN: district,
+                          "properties": _props(p, ("id", DISTRICT_COLUMN),
                                                lambda k, i=node_id: f"node {label} {i!r}: property {k!r}")})
         rels = []
         for start, end, ed, t, p in _rel_page(run, district, label, page):
@@ -112,7 +112,7 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
                                   hint=_HINT)
             counts[1][t] = counts[1].get(t, 0) + 1
             rels.append({"start": start, "end": end, "type": t, "properties": _props(
-                p, ("district_id",), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")})
+                p, (DISTRICT_COLUMN,), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")})
         yield nodes, rels
     inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
                   "AND coalesce(a.district_id, '') <> $d RETURN count(x) AS c", label, d=district)

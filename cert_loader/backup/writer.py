@@ -24,6 +24,7 @@ from cert_loader.catalog import Table
 from cert_loader.constants import GRAPH_STORE
 from cert_loader.data_root import data_root as data_root_of
 from cert_loader.inputs import read_validation_gate
+from cert_loader.manifest import GRAPH_ASSETS
 from cert_loader.stores.postgres import PgStore
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,8 @@ class BackupRun:
         """Capture the district's subgraph through the open graph transaction's ``run``."""
         started = time.monotonic()
         inputs = self.paths.inputs
-        got = capture_graph(run, self.district, inputs.source_file(GRAPH_STORE, "nodes"),
-                            inputs.source_file(GRAPH_STORE, "relationships"))
+        nodes, rels = (inputs.source_file(GRAPH_STORE, kind) for kind in GRAPH_ASSETS)
+        got = capture_graph(run, self.district, nodes, rels)
         with self._lock:
             self._graph = got
             self._store_seconds[GRAPH_STORE] = time.monotonic() - started
@@ -120,7 +121,7 @@ class BackupRun:
                              "seconds": round(self._store_seconds.get(store, 0.0), 3)}
         graph: dict[str, dict] = {}
         if self._graph is not None:
-            order[GRAPH_STORE] = ["nodes", "relationships"]
+            order[GRAPH_STORE] = list(GRAPH_ASSETS)
             for name, g in self._graph.items():
                 rel = paths.relative(g.path)
                 files[rel] = {"store": GRAPH_STORE, "table": name, "rows": g.rows, "bytes": g.bytes, "sha256": g.sha256}

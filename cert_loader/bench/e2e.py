@@ -15,6 +15,7 @@ from typing import Any, Callable
 from cert_loader.bench.seed import NODES, RELATIONSHIPS, SHAPE, seed_ddl, seed_tables, write_seed_district
 from cert_loader.bench.workload import create_database, drop_database
 from cert_loader.config import GraphConfig
+from cert_loader.constants import GRAPH_STORE
 
 BIN = Path(sys.executable).parent
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -49,7 +50,7 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
     names = {store: f"{prefix}_{store}" for store in SHAPE}
     urls = {store: create_database(admin_url, name, seed_ddl(store)) for store, name in names.items()}
     root = work / "seed"
-    stores = ",".join(list(SHAPE) + (["sp"] if graph is not None else []))
+    stores = ",".join(list(SHAPE) + ([GRAPH_STORE] if graph is not None else []))
     rows = sum(total for _, total in SHAPE.values())
     out: dict[str, Any] = {"tables": {s: n for s, (n, _) in SHAPE.items()}, "rows": rows,
                            "nodes": NODES if graph else 0, "relationships": RELATIONSHIPS if graph else 0}

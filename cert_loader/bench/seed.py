@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cert_loader.bench.graph import write_graph
+from cert_loader.constants import GRAPH_STORE
 
 # (tables, rows) per store: the seed's example report (ids 45 tables, 250,000 records; 750,000 in all).
 SHAPE = {"ids": (45, 250_000), "hcp1": (32, 150_000), "hcp2": (28, 120_000), "adb": (52, 230_000)}
@@ -50,7 +51,13 @@ def seed_tables(store: str, scale: float = 1.0) -> list[SeedTable]:
     return out
 
 
-def seed_ddl(store: str) -> str:
+def seed_ddl(store: str, *, fk_indexes: bool = False) -> str:
+    """The store's tables; ``fk_indexes`` adds an index on each referencing FK's columns.
+
+    Without them a delete of a district already in CERT (replace, restore, unload) checks each parent row's
+    FKs by reading the children's district rows (plan.py warns): the undo section measures with them, as a
+    schema that replaces districts would have; the load sections without, as the seed's schema is.
+    """
     statements = []
     for t in seed_tables(store):
         cols = ["district_id text NOT NULL", "id bigint NOT NULL"]
@@ -63,6 +70,9 @@ def seed_ddl(store: str) -> str:
         if t.root:
             cols.append(f"FOREIGN KEY (district_id, root_id) REFERENCES {t.root} (district_id, id)")
         statements.append(f"CREATE TABLE {t.name} ({', '.join(cols)});")
+        if fk_indexes:
+            statements += [f"CREATE INDEX ON {t.name} (district_id, {c});"
+                           for c, ref in (("parent_id", t.parent), ("root_id", t.root)) if ref]
     return "\n".join(statements)
 
 
@@ -105,8 +115,8 @@ def write_seed_district(root: Path, district: str, *, graph: bool = True, scale:
         order[store] = [t.name for t in tables]
         counts[store] = sum(size.values())
     if graph:
-        write_graph(base / "sp", district, NODES, RELATIONSHIPS)
-        order["sp"] = ["nodes", "relationships"]
+        write_graph(base / GRAPH_STORE, district, NODES, RELATIONSHIPS)
+        order[GRAPH_STORE] = ["nodes", "relationships"]
     (root / "data" / "analysis").mkdir(parents=True, exist_ok=True)
     (root / "data" / "analysis" / "extraction-order.json").write_text(json.dumps(order))
     (base / "validation-report.json").write_text(json.dumps(

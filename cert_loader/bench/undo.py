@@ -15,6 +15,7 @@ from typing import Any, Callable
 from cert_loader.bench.e2e import BIN, cli_env, run_measured
 from cert_loader.bench.seed import NODES, RELATIONSHIPS, SHAPE, seed_ddl, write_seed_district
 from cert_loader.config import GraphConfig
+from cert_loader.constants import GRAPH_STORE
 from cert_loader.testing.databases import create_database, drop_database
 
 
@@ -43,9 +44,10 @@ def measure_undo(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
 
     prefix = f"cert_bench_{os.getpid()}_undo"
     names = {store: f"{prefix}_{store}" for store in SHAPE}
-    urls = {store: create_database(admin_url, name, seed_ddl(store)) for store, name in names.items()}
+    urls = {store: create_database(admin_url, name, seed_ddl(store, fk_indexes=True))
+            for store, name in names.items()}
     root = work / "undo"
-    stores = ",".join(list(SHAPE) + (["sp"] if graph is not None else []))
+    stores = ",".join(list(SHAPE) + ([GRAPH_STORE] if graph is not None else []))
     district = f"seed-undo-{secrets.token_hex(3)}"
     rows = sum(total for _, total in SHAPE.values())
     out: dict[str, Any] = {"rows": rows, "nodes": NODES if graph else 0, "relationships": RELATIONSHIPS if graph else 0}

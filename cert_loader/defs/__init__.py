@@ -1,4 +1,5 @@
-"""The Dagster layer over the engine: specs from the schema manifest, one multi_asset, checks, resources, sensor (DESIGN.md section 8)."""
+"""The Dagster layer over the engine: specs from the schema manifest, one multi_asset, checks, resources, the
+validation-report and recovery sensors, the restore job and the district executor (DESIGN.md section 8)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None,
     from cert_loader.defs.sensors import build_validation_sensor
     from cert_loader.defs.translator import build_specs
 
-    manifest_path = Path(manifest_path)
+    from cert_loader.data_root import data_root as data_root_of
+
+    manifest_path = data_root_of(manifest_path)  # a file, or an s3:// object (S3Path) under an object-store root
     manifest: Manifest | None = read_manifest(manifest_path) if manifest_path.is_file() else None
     cert = build_specs(manifest) if manifest is not None else None
     if cert is None or not cert.specs:
@@ -48,15 +51,16 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None,
     from cert_loader.defs.references import bind_from_manifest
     from cert_loader.references import REFERENCES_FILE
 
-    cert.references = bind_from_manifest(manifest, Path(references_path or manifest_path.parent / REFERENCES_FILE))
-    asset = build_cert_asset(cert, manifest_path)
+    cert.references = bind_from_manifest(manifest, data_root_of(references_path or manifest_path.parent / REFERENCES_FILE))
+    # Every run (of the job, or the asset graph's implicit job) waits for a slot of the pool named after the
+    # servers it writes to, and every run of the job carries them as tags too: per-server limits (defs/servers.py).
+    from cert_loader.defs.servers import server_pool, server_tags
+
+    pool = server_pool()
+    asset = build_cert_asset(cert, manifest_path, pool)
     # A district load is one step (one transaction), so a step worker process buys no parallelism; it only
     # costs a Python start and a second instance (~2 s of a ~20 s district run, issue 6). The step runs in
     # the run worker, which `dagster dev` and the sensor's runs already start as a process of its own.
-    # Every run of the job (launchpad, sensor, backfill) carries the servers it writes to, host:port per store,
-    # for dagster.yaml's per-server run limits (defs/servers.py).
-    from cert_loader.defs.servers import server_tags
-
     # CERT_DAGSTER_EXECUTOR=celery sends the one step to a Celery worker instead (defs/executor.py, issue 15).
     from cert_loader.defs.executor import district_executor
 
@@ -68,7 +72,7 @@ def build_definitions(manifest_path: Path, *, resources: dict | None = None,
 
     return dg.Definitions(
         assets=[asset],
-        jobs=[job, build_restore_job(stores, cert, executor)],
+        jobs=[job, build_restore_job(stores, cert, executor, pool)],
         sensors=[build_validation_sensor(job), build_recovery_sensor(stores)],
         executor=executor,
         resources=resources if resources is not None else env_resources(stores),

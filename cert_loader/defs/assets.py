@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
+from psycopg import errors as pgerr
 from pydantic import Field
 
 from cert_loader.config import backup_enabled
@@ -25,14 +26,17 @@ ASSET_NAME = "cert_district_load"
 Strategy = enum.Enum("Strategy", {name: name for name in STRATEGIES})
 Atomic = enum.Enum("Atomic", {name: name for name in ATOMIC_MODES})
 Verify = enum.Enum("Verify", {name: name for name in VERIFY_MODES})
+# "insert (default), upsert, merge or replace"; "auto (when every server allows it), required, off".
+_STRATEGY_TEXT = f"{STRATEGIES[0]} (default), {', '.join(STRATEGIES[1:-1])} or {STRATEGIES[-1]}"
+_ATOMIC_TEXT = f"{ATOMIC_MODES[0]} (when every server allows it), {', '.join(ATOMIC_MODES[1:])}"
 
 
 class LoadConfig(dg.Config):
     """Run config shown in the launchpad (DESIGN.md section 6)."""
 
-    strategy: Strategy = Field(default=Strategy[STRATEGIES[0]], description="insert (default), upsert, merge or replace")
+    strategy: Strategy = Field(default=Strategy[STRATEGIES[0]], description=_STRATEGY_TEXT)
     strict: bool = Field(default=False, description="a missing or unlisted file is an error, not a warning")
-    atomic: Atomic = Field(default=Atomic[ATOMIC_MODES[0]], description="two-phase commit: auto (when every server allows it), required, off")
+    atomic: Atomic = Field(default=Atomic[ATOMIC_MODES[0]], description=f"two-phase commit: {_ATOMIC_TEXT}")
     bulk_fk: bool = Field(default=False, description="table owners: drop the loaded tables' FKs for the load and re-add them "
                           "(validated) in the same transaction; locks those tables ACCESS EXCLUSIVE until commit")
     verify: Verify = Field(default=Verify[DEFAULT_VERIFY], description="counts: row counts and FKs (default); content: "
@@ -44,7 +48,8 @@ class LoadConfig(dg.Config):
                                 "district's newest N backups (default: keep all; like `cert-loader load --keep N`)")
 
 
-def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsDefinition:
+def build_cert_asset(cert: CertAssets, manifest_path: Path | None, pool: str | None = None) -> dg.AssetsDefinition:
+    """``pool``: the Dagster concurrency pool limiting district loads per CERT server (defs/servers.py)."""
     stores = sorted({store for store, _ in cert.tables.values()})
 
     @dg.multi_asset(
@@ -55,6 +60,7 @@ def build_cert_asset(cert: CertAssets, manifest_path: Path | None) -> dg.AssetsD
         partitions_def=districts,
         required_resource_keys={resource_key(s) for s in stores} | {DATA_KEY},
         description="Load one district into every selected CERT table, all-or-nothing (cert_loader).",
+        pool=pool,
     )
     def cert_district_load(context: dg.AssetExecutionContext, config: LoadConfig):
         yield from run_load(context, config, cert, manifest_path)
@@ -146,7 +152,7 @@ def failed_checks(cert: CertAssets, report, selected_checks) -> Iterator[dg.Asse
 def _parents_hint(cert: CertAssets, report, selected) -> str:
     """On an FK failure, name the parent assets the selection left out (issue 3, point 2)."""
     error = report.error or {}
-    fk_failed = (error.get("details") or {}).get("sqlstate") == "23503" or any(
+    fk_failed = (error.get("details") or {}).get("sqlstate") == pgerr.ForeignKeyViolation.sqlstate or any(
         c.check == "fk_integrity" and not c.passed for c in report.checks)
     left_out = sorted({p.to_user_string() for key in selected for p in cert.fk_parents.get(key, ())
                        if p not in selected})

@@ -31,10 +31,9 @@ class CliReportOutcome:
 
 def manifest_path(environ: Mapping[str, str], data_root: Path) -> Path:
     """The manifest the code location reads: CERT_SCHEMA_MANIFEST, else data/analysis/cert-schema.json under the data root."""
-    from cert_loader.manifest import default_manifest_path
+    from cert_loader.manifest import manifest_location
 
-    explicit = environ.get("CERT_SCHEMA_MANIFEST")
-    return Path(explicit) if explicit else default_manifest_path(data_root)
+    return manifest_location(environ.get("CERT_SCHEMA_MANIFEST"), data_root)  # a file or an s3:// object
 
 
 def report_cli_load(report: LoadReport, manifest: Path, environ: Mapping[str, str] = os.environ) -> CliReportOutcome:

@@ -19,11 +19,13 @@ class RestoreConfig(dg.Config):
     force: bool = Field(default=False, description="restore even though later loads of the district committed")
 
 
-def build_restore_job(stores: tuple[str, ...], cert=None, executor: dg.ExecutorDefinition | None = None) -> dg.JobDefinition:
+def build_restore_job(stores: tuple[str, ...], cert=None, executor: dg.ExecutorDefinition | None = None,
+                      pool: str | None = None) -> dg.JobDefinition:
     """The job over the code location's stores; ``cert`` (translator.CertAssets) maps tables to asset keys;
-    ``executor`` (defs/executor.py) is where its one op runs, in the run worker unless given."""
+    ``executor`` (defs/executor.py) is where its one op runs, in the run worker unless given; ``pool`` the
+    per-server concurrency pool it shares with district loads (defs/servers.py)."""
 
-    @dg.op(name="cert_restore_op", required_resource_keys={resource_key(s) for s in stores} | {DATA_KEY},
+    @dg.op(name="cert_restore_op", required_resource_keys={resource_key(s) for s in stores} | {DATA_KEY}, pool=pool,
            description="Restore a district's backup into every store it covers, all-or-nothing (cert_loader).")
     def cert_restore_op(context: dg.OpExecutionContext, config: RestoreConfig):
         from cert_loader.backup.restore import restore_district

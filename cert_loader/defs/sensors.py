@@ -12,7 +12,7 @@ from cert_loader.defs.partitions import districts
 from cert_loader.defs.resources import CertDataResource
 from cert_loader.data_root import redact
 from cert_loader.errors import InputError
-from cert_loader.inputs import parse_validation_report, validation_gate
+from cert_loader.inputs import check_district_name, parse_validation_report, validation_gate
 
 SENSOR_NAME = "validation_report_sensor"
 # A re-validated district is loaded again, so the sensor asks for `replace`: it is safe to re-run
@@ -28,7 +28,9 @@ def scan(root: Path, cursor: dict[str, str], log) -> tuple[list[str], list[dg.Ru
     """(districts to add, run requests, new cursor), judged by the load's own gate (inputs.validation_gate).
 
     A report that is not complete JSON yet is left for the next tick; a refused one adds the district's
-    partition but requests no run, and is not looked at again until its content changes.
+    partition but requests no run, and is not looked at again until its content changes. A directory whose
+    name cannot be a district id (inputs.check_district_name) gets neither a partition nor a run, only a log
+    line naming it (again when its report changes).
     """
     seen = dict(cursor)
     new_districts: list[str] = []
@@ -42,6 +44,12 @@ def scan(root: Path, cursor: dict[str, str], log) -> tuple[list[str], list[dg.Ru
             continue
         digest = content_hash(data)
         if seen.get(district) == digest:
+            continue
+        try:
+            check_district_name(district)
+        except InputError as exc:
+            seen[district] = digest
+            log.warning(f"{district!r}: skipped: {exc}; no run requested")
             continue
         try:
             report = parse_validation_report(data, path, district)

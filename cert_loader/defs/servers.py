@@ -1,4 +1,4 @@
-"""Run tags naming the CERT servers a district run writes to, for the run queue's per-server limits (dagster.yaml).
+"""Run tags and a concurrency pool naming the CERT servers a district run writes to, for per-server limits (dagster.yaml).
 
 A district run writes to five stores, which may live on one server or on several. Each store gets a tag
 ``cert_loader/server.<store>`` whose value is that store's server as ``host:port`` (never a user or a
@@ -6,6 +6,13 @@ password), read from the same ``CERT_*`` variables the load uses. dagster.yaml l
 with ``applyLimitPerUniqueValue``: at most N runs are in flight per value, i.e. per server. A run that
 writes several stores to one server counts once under each of those keys; since every run of a
 deployment writes the same stores, that is still at most N runs writing to that server.
+
+Run tags reach only runs of a job (the district job: launchpad, sensor, backfill); the asset graph's own
+"Materialize" launches the implicit asset job, which carries no job tags. So the district asset and the
+restore op also sit in one Dagster concurrency pool named after the same servers (:func:`server_pool`);
+dagster.yaml's ``concurrency: pools`` (``granularity: run``) keeps a run queued until its pool has a slot,
+whichever way it was launched. One step has one pool, and every run of a code location writes the same
+servers, so one pool per set of servers limits each of them.
 """
 
 from __future__ import annotations
@@ -61,3 +68,15 @@ def server_tags(env: Mapping[str, str] | None = None) -> dict[str, str]:
     if server:
         tags[TAG_PREFIX + GRAPH_STORE] = server
     return tags
+
+
+POOL_PREFIX = "cert_loader/servers="
+
+
+def server_pool(env: Mapping[str, str] | None = None) -> str | None:
+    """The concurrency pool of the code location's district steps: its servers, sorted, ``+``-joined (no spaces).
+
+    None when no store is configured (nothing to protect; Dagster then applies no pool).
+    """
+    servers = sorted(set(server_tags(env).values()))
+    return POOL_PREFIX + "+".join(servers) if servers else None

@@ -20,7 +20,7 @@ import dagster as dg
 from cert_loader.catalog import Table
 from cert_loader.constants import GRAPH_STORE
 from cert_loader.fk_order import acyclic_parents, topological
-from cert_loader.manifest import Manifest, StoreManifest
+from cert_loader.manifest import GRAPH_ASSETS, Manifest, StoreManifest
 
 KEY_PREFIX = "cert"
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
@@ -167,16 +167,17 @@ def _table_metadata(store: str, database: str, t: Table, broken: list[str]) -> d
 
 
 def _graph_specs(out: CertAssets) -> None:
-    nodes = dg.AssetKey([KEY_PREFIX, GRAPH_STORE, "nodes"])
-    rels = dg.AssetKey([KEY_PREFIX, GRAPH_STORE, "relationships"])
+    node_kind, rel_kind = GRAPH_ASSETS
+    nodes = dg.AssetKey([KEY_PREFIX, GRAPH_STORE, node_kind])
+    rels = dg.AssetKey([KEY_PREFIX, GRAPH_STORE, rel_kind])
     common = dict(group_name=group_name(GRAPH_STORE), kinds={"neo4j"}, tags={"store": GRAPH_STORE})
     out.specs.append(dg.AssetSpec(
         nodes, description="The district's graph nodes in the sp store, one label each (DESIGN.md section 2).",
-        metadata={"cert_loader/store": GRAPH_STORE, "cert_loader/table": "nodes"}, **common,
+        metadata={"cert_loader/store": GRAPH_STORE, "cert_loader/table": node_kind}, **common,
     ))
     out.specs.append(dg.AssetSpec(
         rels, deps=[nodes], description="The district's graph relationships in the sp store, between its nodes.",
-        metadata={"cert_loader/store": GRAPH_STORE, "cert_loader/table": "relationships"}, **common,
+        metadata={"cert_loader/store": GRAPH_STORE, "cert_loader/table": rel_kind}, **common,
     ))
-    out.tables[nodes] = (GRAPH_STORE, "nodes")
-    out.tables[rels] = (GRAPH_STORE, "relationships")
+    out.tables[nodes] = (GRAPH_STORE, node_kind)
+    out.tables[rels] = (GRAPH_STORE, rel_kind)

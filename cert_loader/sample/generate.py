@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cert_loader.data_root import S3Path, data_root as data_root_of
 from cert_loader.sample import adb, graph, hcp, ids
 from cert_loader.sample.rng import derive_seed
 
@@ -42,7 +43,17 @@ def _to_arrow(frame: pl.DataFrame, types: dict[str, pa.DataType], district: str)
     return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(n, t) for n, t in types.items()]))
 
 
-def _write_extraction_order(data_root: Path) -> None:
+def _write_parquet(table: pa.Table, path: Path | S3Path) -> None:
+    """A local file as before; on S3 the file is built in memory and written as one whole object (no local copy)."""
+    if not isinstance(path, S3Path):
+        pq.write_table(table, path)
+        return
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    path.write_bytes(sink.getvalue().to_pybytes())
+
+
+def _write_extraction_order(data_root: Path | S3Path) -> None:
     path = data_root / "data" / "analysis" / "extraction-order.json"
     if path.exists():
         try:
@@ -80,10 +91,11 @@ def _validation_report(district: str, status: str, counts: dict[str, dict[str, i
     return report
 
 
-def generate_district(data_root: Path, district: str, *, students: int = 200, seed: int | None = None,
+def generate_district(data_root: Path | S3Path | str, district: str, *, students: int = 200, seed: int | None = None,
                       status: str = "PASSED") -> dict[str, dict[str, int]]:
     """Write district ``district`` under ``data_root``; return ``{store: {table: rows}}`` (``sp``: nodes, relationships).
 
+    ``data_root`` is a directory or an ``s3://bucket/prefix`` root (every file then one whole-object write).
     Deterministic for a given ``seed`` (default: derived from the district name). Keys are per district
     (``district_id`` is part of every composite key; the uuid-keyed table derives its uuids from the district).
     """
@@ -93,7 +105,7 @@ def generate_district(data_root: Path, district: str, *, students: int = 200, se
         raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
     if students < 1:
         raise ValueError("students must be at least 1")
-    data_root = Path(data_root)
+    data_root = data_root_of(data_root)
     seed = derive_seed("district", district) if seed is None else seed
 
     ids_tables = ids.generate(seed, students)
@@ -109,7 +121,7 @@ def generate_district(data_root: Path, district: str, *, students: int = 200, se
         counts[store] = {}
         for table, types in tables.items():
             arrow = _to_arrow(frames[store][table], types, district)
-            pq.write_table(arrow, store_dir / f"{table}.parquet")
+            _write_parquet(arrow, store_dir / f"{table}.parquet")
             counts[store][table] = arrow.num_rows
     report = _validation_report(district, status, counts)
     (district_dir / "validation-report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",

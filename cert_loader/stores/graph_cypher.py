@@ -6,7 +6,7 @@ import re
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from cert_loader.constants import GRAPH_STORE
+from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.errors import StoreError
 from cert_loader.graph_diff import Pair, RelDiff
 from cert_loader.graph_input import IDENTIFIER_RE, MARKER_LABEL
@@ -69,6 +69,8 @@ def flat(row: dict, keys: tuple[str, ...], *fixed: str) -> dict:
     return out
 
 
+# The queries below write the key property ``district_id`` (constants.DISTRICT_COLUMN) into their text, where
+# it reads as Cypher; the values built in Python (property maps, keys to drop) use the constant.
 class GraphCypher:
     """The statements of one district inside one open transaction; every key is ``(district_id, id)`` (section 2)."""
 
@@ -228,7 +230,7 @@ class GraphCypher:
         """Make each node's properties exactly ``props`` plus its key (merge's update)."""
         q = (f"UNWIND $rows AS r MATCH (n:{quoted(label)} {{district_id: $d, id: r.id}}) SET n = r.props "
              "RETURN count(n) AS c")
-        full = [{"id": r["id"], "props": {**r["props"], "id": r["id"], "district_id": self.district}} for r in rows]
+        full = [{"id": r["id"], "props": {**r["props"], "id": r["id"], DISTRICT_COLUMN: self.district}} for r in rows]
         return sum(self._one(q, GraphTable.nodes(label), rows=chunk) for chunk in batches(full))
 
     # -- relationships ------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class GraphCypher:
         for pair, items in diff.delete.items():
             self._on_pairs("DELETE x", rtype, pair, items)
         for pair, items in diff.overwrite.items():
-            full = [{**i, "props": {**i["props"], "district_id": self.district}} for i in items]
+            full = [{**i, "props": {**i["props"], DISTRICT_COLUMN: self.district}} for i in items]
             self._on_pairs("SET x = r.props", rtype, pair, full)
         for pair, items in diff.add.items():
             self._on_pairs("SET x += r.props", rtype, pair, items)

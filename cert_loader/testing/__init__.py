@@ -1,1 +1,2 @@
-"""Helpers for tests and demos that need real servers (the Bolt test server), kept out of the engine."""
+"""Helpers for tests, demos and the benchmark that need real servers, kept out of the engine: the Bolt test server
+(arcadedb.py) and throwaway PostgreSQL databases (databases.py)."""

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from cert_loader.constants import DISTRICT_COLUMN
 from cert_loader.graph_diff import covers, existing_by_ends, same_value, source_by_ends
 from cert_loader.graph_input import GraphInput
 from cert_loader.results import CheckResult, GraphTable
@@ -68,7 +69,7 @@ def _node_content(cypher: GraphCypher, data: GraphInput, label: str, *, exact: b
                 differing += 1
                 examples += [{"id": r["id"], "missing": True}][:EXAMPLES - len(examples)]
                 continue
-            want = {**r["props"], "id": r["id"], "district_id": district}
+            want = {**r["props"], "id": r["id"], DISTRICT_COLUMN: district}
             if not (same_value(have, want) if exact else covers(have, want)):
                 differing += 1
                 examples += _property_diffs({"id": r["id"]}, want, have, exact)[:EXAMPLES - len(examples)]

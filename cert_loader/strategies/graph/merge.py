@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from cert_loader.constants import DISTRICT_COLUMN
 from cert_loader.graph_diff import same_value
 from cert_loader.results import GraphTable, TableResult
 from cert_loader.strategies.graph.base import GraphLoad, GraphStrategy, sync_relationships
@@ -25,7 +26,7 @@ class GraphMerge(GraphStrategy):
             before = old.pop(r["id"], None)
             if before is None:
                 fresh.append(r)
-            elif not same_value(before, {**r["props"], "id": r["id"], "district_id": district}):
+            elif not same_value(before, {**r["props"], "id": r["id"], DISTRICT_COLUMN: district}):
                 changed.append(r)
         result.inserted = cypher.create_nodes(label, fresh, check_existing=False)
         result.updated = cypher.set_nodes(label, changed)
