@@ -54,4 +54,5 @@ def test_districts_section_reports_the_curve_for_both_engines(tmp_path):
         assert set(d[engine]) == {"1"}  # one level keeps the smoke test short; the curve is the bench's own run
         assert d[engine]["1"]["vs_one"] == 1.0 and d[engine]["1"]["rows_per_s"] > 0
         assert d[engine]["1"]["districts_per_hour"] > 0
-    assert "throughput" in proc.stdout and "4 at once" in proc.stdout
+        assert 0 < d[engine]["1"]["cpu_busy"] <= 1  # how near the cores' ceiling the level ran
+    assert "throughput" in proc.stdout and "CPU busy" in proc.stdout and "4 at once" in proc.stdout

@@ -46,11 +46,12 @@ def measure_districts(admin_url: str, district_rows: int, levels: tuple[int, ...
         for engine in ("cli", "dagster"):
             out[engine] = {}
             for n in levels:
-                rows, seconds = _level(engine, n, scale, root, env if engine == "cli" else dag_env, urls)
+                rows, seconds, busy = _level(engine, n, scale, root, env if engine == "cli" else dag_env, urls)
                 out["district_rows"] = rows // n
                 out[engine][str(n)] = {"districts": n, "wall_s": round(seconds, 2), "rows_per_s": round(rows / seconds),
-                                       "districts_per_hour": round(n * 3600 / seconds, 1)}
-                say(f"districts {engine} x{n}: {seconds:.1f}s, {rows / seconds:,.0f} rows/s aggregate")
+                                       "districts_per_hour": round(n * 3600 / seconds, 1), "cpu_busy": round(busy, 3)}
+                say(f"districts {engine} x{n}: {seconds:.1f}s, {rows / seconds:,.0f} rows/s aggregate, "
+                    f"machine {busy:.0%} busy")
             one = out[engine][str(levels[0])]["rows_per_s"] if levels and levels[0] == 1 else None
             for entry in out[engine].values():
                 entry["vs_one"] = round(entry["rows_per_s"] / one, 3) if one else None
@@ -60,19 +61,34 @@ def measure_districts(admin_url: str, district_rows: int, levels: tuple[int, ...
     return out
 
 
-def _level(engine: str, n: int, scale: float, root: Path, env: dict[str, str], urls: dict[str, str]) -> tuple[int, float]:
-    """N districts written (and, for Dagster, registered) untimed, then N processes started together: (rows, wall s)."""
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat's first line (every process: the
+    loaders, PostgreSQL's backends, Dagster)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _level(engine: str, n: int, scale: float, root: Path, env: dict[str, str],
+           urls: dict[str, str]) -> tuple[int, float, float]:
+    """N districts written (and, for Dagster, registered) untimed, then N processes started together.
+
+    Returns (rows, wall s, machine busy fraction over the wall time): how close to the cores' ceiling it ran,
+    which bounds what more districts at once can add."""
     districts = [f"tp-{engine}-{n}-{i}-{secrets.token_hex(2)}" for i in range(n)]
     rows = 0
     for d in districts:
         rows += sum(write_seed_district(root, d, graph=False, scale=scale).values())
         if engine == "dagster":
             run_measured([str(BIN / "cert-loader"), "register", d], env, root)
+    busy0, total0 = cpu_times()
     started = time.perf_counter()
     procs = [subprocess.Popen(_command(engine, d), env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for d in districts]
     outputs = [p.communicate(timeout=1800) for p in procs]
     seconds = time.perf_counter() - started
+    busy1, total1 = cpu_times()
+    busy = (busy1 - busy0) / max(total1 - total0, 1.0)
     for d, p, (stdout, stderr) in zip(districts, procs, outputs):
         if p.returncode != 0:
             raise RuntimeError(f"{engine} load of {d} failed: {stdout[-2000:]} {stderr[-3000:]}")
@@ -81,7 +97,7 @@ def _level(engine: str, n: int, scale: float, root: Path, env: dict[str, str], u
     for d in districts:
         reset_stores(urls, None, d)
         shutil.rmtree(root / "data" / "anonymized" / d, ignore_errors=True)
-    return rows, seconds
+    return rows, seconds, busy
 
 
 def _command(engine: str, district: str) -> list[str]:
@@ -94,11 +110,12 @@ def _command(engine: str, district: str) -> list[str]:
 def render_districts(d: dict[str, Any]) -> list[str]:
     lines = [f"\nthroughput, {d['district_rows']:,}-row districts (seed shape scaled, four PostgreSQL stores), "
              "N loading at once:",
-             f"  {'engine':8} {'N':>3} {'wall s':>8} {'rows/s':>10} {'districts/h':>12} {'vs one':>7}"]
+             f"  {'engine':8} {'N':>3} {'wall s':>8} {'rows/s':>10} {'districts/h':>12} {'vs one':>7} {'CPU busy':>9}"]
     for engine in ("cli", "dagster"):
         for n, e in (d.get(engine) or {}).items():
             lines.append(f"  {engine:8} {n:>3} {e['wall_s']:>8} {e['rows_per_s']:>10,} {e['districts_per_hour']:>12} "
-                         f"{e['vs_one'] if e['vs_one'] is not None else '-':>7}")
+                         f"{e['vs_one'] if e['vs_one'] is not None else '-':>7} "
+                         f"{format(e['cpu_busy'], '.0%') if e.get('cpu_busy') is not None else '-':>9}")
         four = (d.get(engine) or {}).get("4", {}).get("vs_one")
         if four is not None:
             verdict = "met" if four >= TARGET_AT_FOUR else "NOT MET"
