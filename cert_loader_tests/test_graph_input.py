@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 
 from cert_loader.errors import InputError
 from cert_loader.graph_input import (
-    NODE_COLUMNS, REL_COLUMNS, GraphInput, _checked_nodes, _checked_relationships, _fast_read, _read_columns,
-    read_graph_input,
+    NODE_COLUMNS, REL_COLUMNS, GraphInput, NodeRows, RelRows, _checked_nodes, _checked_relationships, _fast_read,
+    _read_arrays, _read_columns, node_ids, read_graph_input, rel_ends, subset,
 )
+from cert_loader.stores.graph_cypher import rel_groups
 
 D = "district-001"
 
@@ -187,8 +189,19 @@ def reference(npath: Path, rpath: Path | None) -> GraphInput:
 
 def fast_path_taken(npath: Path, rpath: Path | None) -> bool:
     out = GraphInput(district=D, nodes_path=npath, rels_path=rpath)
-    rels = _read_columns(rpath, REL_COLUMNS, ("district_id",), "relationships") if rpath else None
-    return _fast_read(_read_columns(npath, NODE_COLUMNS, (), "nodes"), rels, out)
+    rels = _read_arrays(rpath, REL_COLUMNS, ("district_id",), "relationships") if rpath else None
+    return _fast_read(_read_arrays(npath, NODE_COLUMNS, (), "nodes"), rels, out)
+
+
+def same_as_reference(data: GraphInput, ref: GraphInput) -> None:
+    """Equal row for row, labels and types in the reference's order, and every key order as the reference's."""
+    assert data == ref
+    assert list(data.nodes) == list(ref.nodes) and list(data.relationships) == list(ref.relationships)
+    for got, want in [*zip(data.nodes.values(), ref.nodes.values()),
+                      *zip(data.relationships.values(), ref.relationships.values())]:
+        assert [list(r["props"]) for r in got] == [list(r["props"]) for r in want]
+        assert [{k: type(v) for k, v in r["props"].items()} for r in got] == \
+            [{k: type(v) for k, v in r["props"].items()} for r in want]
 
 
 @pytest.mark.parametrize("nodes, rels, fast", [
@@ -200,11 +213,66 @@ def fast_path_taken(npath: Path, rpath: Path | None) -> bool:
     ([("a", "A", D, {"l": [1, 2], "e": []})], None, False),
     ([("a", "A", D, ' {"p": 1} ')], None, False),
     ([("a", "A", D, {"p": 1})], [("a", "a", "R", '{"w": 1}\n')], False),
+    # rows of one label with different keys, key orders and nulls: typed columns with nulls, one shape per order
+    ([("a", "A", D, {"x": 1, "y": "s"}), ("b", "A", D, {"y": "t", "x": 2}), ("c", "A", D, {"x": None, "z": True}),
+      ("d", "A", D, {}), ("e", "A", D, None), ("f", "A", D, '{"x": 3, "x": 4}'), ("g", "B", D, {"x": "other type"})],
+     [("a", "b", "R", {"w": 1}), ("b", "a", "R", {}), ("a", "g", "R", {"v": 1.5, "w": 2}), ("g", "a", "S", None)], True),
+    # a lone surrogate escaped in the JSON: Arrow cannot hold it, the checked reader keeps the text
+    ([("a", "A", D, '{"s": "\\ud800"}'), ("b", "A", D, {"s": "x"})], None, False),
 ])
 def test_fast_path_reads_exactly_what_the_checked_reader_reads(tmp_path: Path, nodes, rels, fast: bool) -> None:
     paths = write_graph(tmp_path, nodes, rels)
     assert fast_path_taken(*paths) is fast
-    assert read_graph_input(*paths, D) == reference(*paths)
+    same_as_reference(read_graph_input(*paths, D), reference(*paths))
+
+
+@pytest.mark.parametrize("props", ['{"": null}', '{"a\\u0000b": null}'])
+def test_a_bad_key_is_refused_even_with_a_null_value(tmp_path: Path, props: str) -> None:
+    """The fast path once skipped null values before looking at their keys and took what the checked reader refuses."""
+    assert "is not a non-empty string without NUL bytes" in str(refused(tmp_path, [("a", "A", D, props)]))
+
+
+@pytest.mark.parametrize("unusual", [False, True])
+def test_rows_are_built_only_for_the_slice_asked(tmp_path: Path, unusual: bool) -> None:
+    """Issue 13: GraphInput holds columns, not a dict per row; slices, indexes and iteration build the reference's dicts.
+
+    ``unusual`` (a list property) takes the checked reader, whose rows are kept as JSON text the same way.
+    """
+    n, r = 5_000, 12_000
+    nodes = [(f"n{i}", ("A", "B", "C")[i % 3], D, {"name": f"x{i}", "k": i, "f": i / 3, "b": i % 2 == 0,
+                                                      **({"l": [i]} if unusual else {})}) for i in range(n)]
+    rels = [(f"n{i % n}", f"n{(i * 7919 + 13) % n}", ("R", "S")[i % 2], {"w": i} if i % 5 else None)
+            for i in range(r)]
+    paths = write_graph(tmp_path, nodes, rels)
+    assert fast_path_taken(*paths) is not unusual
+    gc.collect()
+    before = len(gc.get_objects())
+    data = read_graph_input(*paths, D)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 500  # the old reader kept two dicts per row: ~34,000 here
+    assert all(type(v) is NodeRows for v in data.nodes.values())
+    assert all(type(v) is RelRows for v in data.relationships.values())
+    ref = reference(*paths)
+    same_as_reference(data, ref)
+    for got, want in [(data.nodes["B"], ref.nodes["B"]), (data.relationships["S"], ref.relationships["S"])]:
+        assert len(got) == len(want)
+        assert got[0] == want[0] and got[-1] == want[-1] and got[len(want) // 2] == want[len(want) // 2]
+        for piece in (slice(0, 10), slice(995, 1_020), slice(-7, None), slice(None, None, 97), slice(5, 2),
+                      slice(len(want) - 3, len(want) + 50)):
+            assert got[piece] == want[piece]
+            assert type(got[piece]) is list
+        with pytest.raises(IndexError):
+            got[len(want)]
+        assert list(got) == want
+    assert node_ids(data.nodes["A"]) == [row["id"] for row in ref.nodes["A"]]
+    assert rel_ends(data.relationships["R"]) == [(row["start"], row["end"]) for row in ref.relationships["R"]]
+    picked = [7, 3, 3, 1_000]
+    assert list(subset(data.nodes["C"], picked)) == [ref.nodes["C"][i] for i in picked]
+    # grouped by end labels like the lists are, each group still unbuilt
+    groups = rel_groups(data.relationships["R"], data.label_of)
+    assert all(type(g) is RelRows for g in groups.values())
+    assert {pair: list(g) for pair, g in groups.items()} == dict(rel_groups(ref.relationships["R"], ref.label_of))
+    assert list(groups) == list(rel_groups(ref.relationships["R"], ref.label_of))
 
 
 def test_seed_sized_graph_takes_the_fast_path(tmp_path: Path) -> None:
@@ -222,4 +290,4 @@ def test_seed_sized_graph_takes_the_fast_path(tmp_path: Path) -> None:
     data = read_graph_input(npath, rpath, D)
     assert (data.node_count, data.relationship_count) == (n, r)
     assert fast_path_taken(npath, rpath)
-    assert data == reference(npath, rpath)
+    same_as_reference(data, reference(npath, rpath))

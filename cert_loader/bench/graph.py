@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from cert_loader.config import GraphConfig
 from cert_loader.graph_input import GraphInput, read_graph_input
 from cert_loader.stores.graph import GraphStore
+from cert_loader.stores.graph_cypher import rel_groups
 from cert_loader.verify.graph import verify_graph
 
 BATCH = 10_000
@@ -77,10 +78,7 @@ def raw(config: GraphConfig, data: GraphInput, *, inline: bool) -> float:
                     tx.run(f"UNWIND $rows AS r CREATE (n:`{label}` {{district_id: $d, id: r.id}}) SET n += r.props",
                            rows=chunk, d=d).consume()
         for rtype, rows in data.relationships.items():
-            by_pair: dict[tuple[str, str], list] = {}
-            for row in rows:
-                by_pair.setdefault((data.label_of[row["start"]], data.label_of[row["end"]]), []).append(row)
-            for (a, b), items in by_pair.items():
+            for (a, b), items in rel_groups(rows, data.label_of).items():
                 keys = tuple(items[0]["props"]) if items else ()
                 match = f"UNWIND $rows AS r MATCH (a:`{a}` {{district_id: $d, id: r.start}}) MATCH (b:`{b}` {{district_id: $d, id: r.end}}) "
                 for i in range(0, len(items), BATCH):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, Callable, Iterable
 
 from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.errors import StoreError
 from cert_loader.graph_diff import Pair, RelDiff
-from cert_loader.graph_input import IDENTIFIER_RE, MARKER_LABEL
+from cert_loader.graph_input import IDENTIFIER_RE, MARKER_LABEL, RelRows
 from cert_loader.results import GraphTable
 
 # Rows per UNWIND statement: big enough to amortise a round trip, small enough for the server's per-statement memory.
@@ -36,7 +37,8 @@ def quoted(name: str) -> str:
     return f"`{name}`"
 
 
-def batches(rows: list, size: int = BATCH) -> Iterable[list]:
+def batches(rows: Sequence, size: int = BATCH) -> Iterable[list]:
+    """``rows`` a batch at a time (a NodeRows or RelRows builds each batch's dicts as it is asked)."""
     for i in range(0, len(rows), size):
         yield rows[i:i + size]
 
@@ -230,8 +232,9 @@ class GraphCypher:
         """Make each node's properties exactly ``props`` plus its key (merge's update)."""
         q = (f"UNWIND $rows AS r MATCH (n:{quoted(label)} {{district_id: $d, id: r.id}}) SET n = r.props "
              "RETURN count(n) AS c")
-        full = [{"id": r["id"], "props": {**r["props"], "id": r["id"], DISTRICT_COLUMN: self.district}} for r in rows]
-        return sum(self._one(q, GraphTable.nodes(label), rows=chunk) for chunk in batches(full))
+        return sum(self._one(q, GraphTable.nodes(label), rows=[
+            {"id": r["id"], "props": {**r["props"], "id": r["id"], DISTRICT_COLUMN: self.district}} for r in chunk
+        ]) for chunk in batches(rows))
 
     # -- relationships ------------------------------------------------------------------------------
     def create_rels(self, rtype: str, pair: Pair, rows: list[dict]) -> int:
@@ -302,8 +305,13 @@ class GraphCypher:
             self.create_rels(rtype, pair, items)
 
 
-def rel_groups(rows: list[dict], label_of: dict[str, str]) -> dict[Pair, list[dict]]:
-    """Relationships grouped by the labels of their ends, so each MATCH uses the label's key index."""
+def rel_groups(rows: Sequence[dict], label_of: dict[str, str]) -> dict[Pair, Sequence[dict]]:
+    """Relationships grouped by the labels of their ends, so each MATCH uses the label's key index.
+
+    A RelRows is grouped without building its rows: each group is a RelRows too, built batch by batch.
+    """
+    if isinstance(rows, RelRows):
+        return rows.by_pair(label_of)
     out: dict[Pair, list[dict]] = defaultdict(list)
     for r in rows:
         out[(label_of[r["start"]], label_of[r["end"]])].append(r)

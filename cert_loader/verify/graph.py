@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cert_loader.constants import DEFAULT_VERIFY
-from cert_loader.graph_input import GraphInput
+from cert_loader.graph_input import GraphInput, node_ids, rel_ends
 from cert_loader.results import CheckResult, GraphTable
 from cert_loader.stores.graph_cypher import GraphCypher
 from cert_loader.verify.examples import EXAMPLES
@@ -42,7 +42,7 @@ def verify_graph(cypher: GraphCypher, data: GraphInput, strategy: str,
 
 
 def _node_count(cypher: GraphCypher, data: GraphInput, label: str, *, upsert: bool) -> CheckResult:
-    ids = [r["id"] for r in data.nodes.get(label, [])]
+    ids = node_ids(data.nodes.get(label, []))
     if upsert:
         present = cypher.present_ids(label, ids)
         actual, examples = len(present), sorted(set(ids) - present)[:EXAMPLES]
@@ -65,7 +65,7 @@ def _relationship_count(cypher: GraphCypher, data: GraphInput, rtype: str, seen:
     passed = actual >= expected if upsert else actual == expected
     examples: list[Any] = []
     if not passed:
-        src = {(r["start"], r["end"]) for r in data.relationships.get(rtype, [])}
+        src = set(rel_ends(data.relationships.get(rtype, [])))
         have = {(r["start"], r["end"]) for r in cypher.existing_rels(rtype, graph_labels)}
         examples = [list(k) for k in sorted(src.symmetric_difference(have))[:EXAMPLES]]
     return CheckResult.of_graph(

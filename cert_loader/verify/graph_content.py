@@ -31,7 +31,7 @@ from typing import Any
 
 from cert_loader.constants import DISTRICT_COLUMN
 from cert_loader.graph_diff import covers, existing_by_ends, same_value, source_by_ends
-from cert_loader.graph_input import GraphInput
+from cert_loader.graph_input import GraphInput, node_ids, rel_starts
 from cert_loader.results import CheckResult, GraphTable
 from cert_loader.stores.graph_cypher import GraphCypher, batches
 from cert_loader.verify.examples import EXAMPLES
@@ -49,7 +49,7 @@ def verify_graph_content(cypher: GraphCypher, data: GraphInput, labels: Iterable
     checks = [_node_content(cypher, data, label, exact=exact) for label in sorted(labels)]
     for rtype in sorted(types):
         # Upsert reads only from the labels the source's relationships start at; exact reads the whole district.
-        starts = graph_labels if exact else sorted({data.label_of[r["start"]] for r in data.relationships[rtype]})
+        starts = graph_labels if exact else sorted({data.label_of[s] for s in rel_starts(data.relationships[rtype])})
         checks.append(_rel_content(cypher, data, rtype, starts, exact=exact))
     return checks
 
@@ -75,7 +75,7 @@ def _node_content(cypher: GraphCypher, data: GraphInput, label: str, *, exact: b
                 examples += _property_diffs({"id": r["id"]}, want, have, exact)[:EXAMPLES - len(examples)]
     extra = cypher.count_nodes(label) - found if exact else 0
     if extra > 0:  # district nodes the source lacks: named from the ids alone (only on this failure path)
-        source_ids = {r["id"] for r in rows}
+        source_ids = set(node_ids(rows))
         extra_ids = sorted(i for i in cypher.node_ids(label) if i not in source_ids)
         differing += extra
         examples += [{"id": i, "extra": True} for i in extra_ids][:EXAMPLES - len(examples)]

@@ -6,6 +6,7 @@ import time
 
 from cert_loader.constants import DISTRICT_COLUMN
 from cert_loader.graph_diff import same_value
+from cert_loader.graph_input import subset
 from cert_loader.results import GraphTable, TableResult
 from cert_loader.strategies.graph.base import GraphLoad, GraphStrategy, sync_relationships
 
@@ -21,15 +22,15 @@ class GraphMerge(GraphStrategy):
     def load_nodes(self, load: GraphLoad, label: str, rows: list[dict], result: TableResult) -> None:
         cypher, district = load.cypher, load.data.district
         old = cypher.existing_nodes(label)
-        fresh, changed = [], []
-        for r in rows:
+        fresh, changed = [], []  # row positions: the rows are built again batch by batch to be written
+        for i, r in enumerate(rows):
             before = old.pop(r["id"], None)
             if before is None:
-                fresh.append(r)
+                fresh.append(i)
             elif not same_value(before, {**r["props"], "id": r["id"], DISTRICT_COLUMN: district}):
-                changed.append(r)
-        result.inserted = cypher.create_nodes(label, fresh, check_existing=False)
-        result.updated = cypher.set_nodes(label, changed)
+                changed.append(i)
+        result.inserted = cypher.create_nodes(label, subset(rows, fresh), check_existing=False)
+        result.updated = cypher.set_nodes(label, subset(rows, changed))
         result.unchanged = len(rows) - len(fresh) - len(changed)
         load.removed[label] = list(old)  # deleted after the relationships, so those are counted per type
 
