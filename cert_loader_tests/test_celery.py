@@ -96,6 +96,15 @@ class Deployment:
             time.sleep(0.2)
         return int(pause_file.read_text().split()[1])
 
+    def paused_load(self, name: str) -> tuple[str, str, int]:
+        """A worker NAME whose district step pauses mid-load, a new district launched to it:
+        (district, run id, pid of the pool process holding the load)."""
+        pause_file = self.tmp / f"paused-{name}"
+        self.worker(name, CERT_LOADER_TEST_PAUSE_AT=MID_LOAD, CERT_LOADER_TEST_PAUSE_FILE=str(pause_file))
+        district = new_district()
+        run_id = self.launch(district)
+        return district, run_id, self.paused(pause_file)
+
 
 @pytest.fixture(scope="module")
 def deployment(make_database, sample_stores, graph_config, tmp_path_factory) -> Iterator[Deployment]:
@@ -151,12 +160,8 @@ def test_six_districts_at_once_on_two_workers(deployment, sample_stores, graph_c
 
 def test_a_worker_killed_mid_load_fails_the_run_and_a_rerun_succeeds(deployment, pg_admin, sample_stores,
                                                                     graph_config) -> None:
-    pause_file = deployment.tmp / "paused"
-    deployment.worker("gamma", CERT_LOADER_TEST_PAUSE_AT=MID_LOAD, CERT_LOADER_TEST_PAUSE_FILE=str(pause_file))
     try:
-        district = new_district()
-        run_id = deployment.launch(district)
-        pid = deployment.paused(pause_file)
+        district, run_id, pid = deployment.paused_load("gamma")
         assert _parent(pid) == deployment.workers[0].pid  # the worker's pool process that runs the district
         os.kill(pid, signal.SIGKILL)
         run = deployment.wait([run_id])[run_id]
@@ -177,26 +182,27 @@ def test_a_worker_killed_mid_load_fails_the_run_and_a_rerun_succeeds(deployment,
         deployment.stop_workers()
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: [state, parent pid, ...]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(_stat(pid)[1])
 
 
 def _gone(pid: int) -> bool:
     """Exited: no such process, or a zombie not yet reaped (its sessions and sockets are closed)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return _stat(pid)[0] == "Z"
     except FileNotFoundError:
         return True
 
 
 def test_a_whole_worker_killed_mid_load_its_step_runs_again_on_another(deployment, pg_admin, sample_stores,
                                                                        graph_config) -> None:
-    pause_file = deployment.tmp / "paused-main"
-    deployment.worker("epsilon", CERT_LOADER_TEST_PAUSE_AT=MID_LOAD, CERT_LOADER_TEST_PAUSE_FILE=str(pause_file))
     try:
-        district = new_district()
-        run_id = deployment.launch(district)
-        pool = deployment.paused(pause_file)
+        district, run_id, pool = deployment.paused_load("epsilon")
         main = deployment.workers[0]
         # scripts/celery-worker.sh execs celery: the process it started is the worker's main process.
         assert b"celery" in Path(f"/proc/{main.pid}/cmdline").read_bytes() and _parent(pool) == main.pid
