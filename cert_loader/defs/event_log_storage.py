@@ -50,11 +50,10 @@ import sqlalchemy.exc
 import sqlalchemy.pool as db_pool
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, EventLogEntry, EventLogRecord, EventRecordsResult
 # No public spelling in Dagster 1.13.27 of these (ConfigurableClassData: no `dagster.serdes`, `dagster_shared.serdes`
-# lacks it; the event-type sets and the table are what dagster-postgres's own store_event uses): dagster-postgres
+# lacks it; the event-type sets are what dagster-postgres's own store_event tests against): dagster-postgres
 # imports them from here too, and the subclass takes what its parent takes.
 from dagster._core.event_api import EventLogCursor
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
@@ -125,7 +124,8 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     def _store(self, events: Sequence[EventLogEntry]) -> None:
         """dagster-postgres's store_event for one event or a batch: the rows, then their index rows (no NOTIFY)."""
         with self._connect() as conn:
-            result = conn.execute(self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id))
+            insert = self.prepare_insert_event_batch(events)
+            result = conn.execute(insert.returning(insert.table.c.id))
             ids = [int(row[0]) for row in result.fetchall()]
         asset = [(e, i) for e, i in zip(events, ids)
                  if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS and e.dagster_event.asset_key]
