@@ -15,7 +15,7 @@ from cert_loader.constants import (
     ALL_STORES, ATOMIC_MODES, DEFAULT_STRATEGY, DEFAULT_VERIFY, PG_STORES, STRATEGIES, VERIFY_MODES,
 )
 from cert_loader.errors import CertLoaderError
-from cert_loader.process_exit import skip_final_collection
+from cert_loader.process import prepare_process
 
 log = logging.getLogger("cert_loader")
 
@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    skip_final_collection()
+    prepare_process()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

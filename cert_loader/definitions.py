@@ -8,7 +8,7 @@ from pathlib import Path
 from cert_loader.data_root import S3Path
 from cert_loader.defs import build_definitions
 from cert_loader.manifest import manifest_location
-from cert_loader.process_exit import skip_final_collection
+from cert_loader.process import prepare_process
 
 
 def manifest_path() -> Path | S3Path:
@@ -20,4 +20,4 @@ def manifest_path() -> Path | S3Path:
 
 
 defs = build_definitions(manifest_path())
-skip_final_collection()  # every process that loads the code location: run workers, the CLI's materialize, daemons
+prepare_process()  # every process that loads the code location: run workers, `dagster asset materialize`, daemons

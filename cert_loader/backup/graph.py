@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cert_loader.backup.layout import BackupError, HashingFile
+from cert_loader.backup.relational import CAPTURE_POOL
 from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.faults import checkpoint
 from cert_loader.results import GraphTable
@@ -91,7 +92,10 @@ def _rel_page(run: Run, district: str, label: str, ids: list[str]) -> list[list]
 
 
 def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict]) -> Iterator[tuple[list, list]]:
-    """One label's nodes and the relationships they start, a page of PAGE_IDS nodes at a time (as rows)."""
+    """One label's nodes and the relationships they start, a page of PAGE_IDS nodes at a time (as rows).
+
+    A row is a tuple in the file's column order (NODE_COLUMNS, REL_COLUMNS), not a dict: no key dict per row.
+    """
     ids = [r["id"] for r in run(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN n.id AS id", label,
                                 d=district)]
     counts[0][label] = len(ids)
@@ -103,9 +107,8 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
                 raise BackupError(f"node {node_id!r} of district {district!r} has labels {labels} and id "
                                   f"{node_id!r}; the loader writes one label and a string id",
                                   store=GRAPH_STORE, table=GraphTable.nodes(label).display, district=district, hint=_HINT)
-            nodes.append({"id": node_id, "labels": label, DISTRICT_COLUMN: district,
-                          "properties": _props(p, ("id", DISTRICT_COLUMN),
-                                               lambda k, i=node_id: f"node {label} {i!r}: property {k!r}")})
+            nodes.append((node_id, label, district,
+                          _props(p, ("id", DISTRICT_COLUMN), lambda k, i=node_id: f"node {label} {i!r}: property {k!r}")))
         rels = []
         for start, end, ed, t, p in _rel_page(run, district, label, page):
             if ed != district:
@@ -113,8 +116,8 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
                                   store=GRAPH_STORE, table=GraphTable.relationships(t).display, district=district,
                                   hint=_HINT)
             counts[1][t] = counts[1].get(t, 0) + 1
-            rels.append({"start": start, "end": end, "type": t, "properties": _props(
-                p, (DISTRICT_COLUMN,), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")})
+            rels.append((start, end, t, _props(
+                p, (DISTRICT_COLUMN,), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")))
         yield nodes, rels
     inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
                   "AND coalesce(a.district_id, '') <> $d RETURN count(x) AS c", label, d=district)
@@ -124,19 +127,24 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
 
 
 class _GroupWriter:
-    """A parquet file written a row group at a time (ROW_GROUP_ROWS rows), sha256 and fsync on close."""
+    """A parquet file written a row group at a time (ROW_GROUP_ROWS rows), sha256 and fsync on close.
+
+    Its buffers come from CAPTURE_POOL, as the relational capture's: with the default pool (mimalloc) the
+    graph thread kept the capture's freed pages through its load (issue 13).
+    """
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.schema, self.rows = path, schema, 0
         self.sink = HashingFile(path)
-        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
-        self.pending: list[dict[str, str]] = []
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd", memory_pool=CAPTURE_POOL)
+        self.pending: list[tuple[str, ...]] = []
 
-    def add(self, rows: list[dict[str, str]], *, flush: bool = False) -> None:
+    def add(self, rows: list[tuple[str, ...]], *, flush: bool = False) -> None:
         self.pending.extend(rows)
         while len(self.pending) >= ROW_GROUP_ROWS or (flush and self.pending):
             group, self.pending = self.pending[:ROW_GROUP_ROWS], self.pending[ROW_GROUP_ROWS:]
-            self.writer.write_table(pa.Table.from_pylist(group, self.schema))
+            columns = [pa.array(col, f.type, memory_pool=CAPTURE_POOL) for col, f in zip(zip(*group), self.schema)]
+            self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
             self.rows += len(group)
             checkpoint(f"mid-backup:{GRAPH_STORE}")
 
