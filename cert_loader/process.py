@@ -1,14 +1,14 @@
 """How a process that loads districts holds memory and ends: Arrow's allocator, and no last collection at exit.
 
-Both are set once per process by its entry point (the CLI's ``main``, the code location's module), before any
-load runs.
-
 Allocator. Arrow's default pool here is mimalloc, which keeps a heap per thread and returns freed pages to the
 system late: a load runs one thread per store, each reading and converting Arrow batches, and the process's
 peak RSS grew by the sum of those heaps. jemalloc (built into pyarrow's wheels) returns them sooner: on the
 seed-sized district a replace peaked at 240-247 MB against 277-286 MB, a replace with ``--backup`` at 283-290
-MB against 323-333 MB, no slower (two rounds each, alternating, same stores). An operator's own
-``ARROW_DEFAULT_MEMORY_POOL`` is kept; a pyarrow without jemalloc keeps its default.
+MB against 323-333 MB, no slower (two rounds each, alternating, same stores). Arrow's C++ side reads
+``ARROW_DEFAULT_MEMORY_POOL`` once, at its first allocation, so the package's ``__init__`` sets it before
+anything imports pyarrow (``pa.set_memory_pool`` later only changes the pool of pyarrow's Python calls, not of
+the parquet and CSV readers); an operator's own value is kept, and a pyarrow without jemalloc warns once and
+keeps its default.
 
 Exit. A Python process ends by tearing its modules down with the collector on; with Dagster and a code
 location of ~160 assets and ~480 checks imported that took ~0.5 s per `dagster asset materialize` (and per run
@@ -23,24 +23,13 @@ from __future__ import annotations
 
 import atexit
 import gc
-import logging
-import os
 
-log = logging.getLogger(__name__)
 _prepared = False
 
 
 def prepare_process() -> None:
-    """Once per process, however often it is called."""
+    """Called by the entry points (the CLI's ``main``, the code location's module); once per process."""
     global _prepared
-    if _prepared:
-        return
-    _prepared = True
-    atexit.register(gc.freeze)
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        import pyarrow as pa
-
-        try:
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-        except NotImplementedError:  # a pyarrow built without jemalloc: keep its default pool
-            log.debug("pyarrow has no jemalloc pool; keeping %s", pa.default_memory_pool().backend_name)
+    if not _prepared:
+        atexit.register(gc.freeze)
+        _prepared = True

@@ -1,4 +1,4 @@
-"""The process set-up of the CLI and the code location: Arrow's allocator, an operator's choice kept."""
+"""The process set-up of the CLI and the code location: Arrow's allocator (jemalloc), an operator's choice kept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-PROBE = ("import pyarrow as pa; from cert_loader.process import prepare_process; prepare_process(); prepare_process(); "
-         "print(pa.default_memory_pool().backend_name)")
+# What the CLI does: cert_loader imported first, then pyarrow; the pool the C++ readers allocate from.
+PROBE = "import cert_loader.cli, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
 
 
 def pool_of_a_process(**env: str) -> str:
