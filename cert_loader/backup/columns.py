@@ -136,23 +136,22 @@ def _check_round_trip(store: str, table: Table, cap: ColumnCapture) -> None:
                           f"not {cap.arrow}", store=store, table=table.qualname)
 
 
-def finish_column(store: str, table: str, cap: ColumnCapture, arr: pa.Array,
-                  pool: pa.MemoryPool | None = None) -> pa.Array:
-    """The parsed CSV column as the backup's Arrow type; ``pool`` allocates the casts (relational.CAPTURE_POOL)."""
+def finish_column(store: str, table: str, cap: ColumnCapture, arr: pa.Array) -> pa.Array:
+    """The parsed CSV column as the backup's Arrow type."""
     if cap.post == "":
         return arr
     if cap.post == "utc":
-        return arr.cast(cap.arrow, memory_pool=pool)
+        return arr.cast(cap.arrow)
     if cap.post in ("uuid", "hex"):
         text = pl.from_arrow(arr)
         hexed = text.str.replace_all("-", "", literal=True) if cap.post == "uuid" else text
-        return hexed.str.decode("hex").to_arrow().cast(cap.arrow, memory_pool=pool)
+        return hexed.str.decode("hex").to_arrow().cast(cap.arrow)
     if cap.post == "time":
         bad = pc.fill_null(pc.or_(pc.less(arr, 0), pc.greater_equal(arr, _DAY_US)), False)
         if pc.any(bad).as_py():
             raise BackupError(f'column "{cap.name}" (time) holds 24:00:00, which the loader cannot write back',
                               store=store, table=table, hint="load without --backup, or change the value")
-    return arr.cast(cap.arrow, memory_pool=pool)
+    return arr.cast(cap.arrow)
 
 
 def fingerprint_columns(table: Table) -> list[dict]:

@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cert_loader.backup.layout import BackupError, HashingFile
-from cert_loader.backup.relational import CAPTURE_POOL
 from cert_loader.constants import DISTRICT_COLUMN, GRAPH_STORE
 from cert_loader.faults import checkpoint
 from cert_loader.results import GraphTable
@@ -127,23 +126,19 @@ def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict])
 
 
 class _GroupWriter:
-    """A parquet file written a row group at a time (ROW_GROUP_ROWS rows), sha256 and fsync on close.
-
-    Its buffers come from CAPTURE_POOL, as the relational capture's: with the default pool (mimalloc) the
-    graph thread kept the capture's freed pages through its load (issue 13).
-    """
+    """A parquet file written a row group at a time (ROW_GROUP_ROWS rows), sha256 and fsync on close."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.schema, self.rows = path, schema, 0
         self.sink = HashingFile(path)
-        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd", memory_pool=CAPTURE_POOL)
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
         self.pending: list[tuple[str, ...]] = []
 
     def add(self, rows: list[tuple[str, ...]], *, flush: bool = False) -> None:
         self.pending.extend(rows)
         while len(self.pending) >= ROW_GROUP_ROWS or (flush and self.pending):
             group, self.pending = self.pending[:ROW_GROUP_ROWS], self.pending[ROW_GROUP_ROWS:]
-            columns = [pa.array(col, f.type, memory_pool=CAPTURE_POOL) for col, f in zip(zip(*group), self.schema)]
+            columns = [pa.array(col, f.type) for col, f in zip(zip(*group), self.schema)]
             self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
             self.rows += len(group)
             checkpoint(f"mid-backup:{GRAPH_STORE}")

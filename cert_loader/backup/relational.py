@@ -44,10 +44,6 @@ ROW_GROUP_ROWS = 65_536
 # zstd: ~30% smaller files than snappy (52 vs 72 MB per 1M rows of 12 columns) at the same capture time.
 COMPRESSION = "zstd"
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
-# The captures' Arrow buffers come from the system allocator, not the default pool (mimalloc): the seed's four
-# stores capturing side by side in their threads added 162 MB to the process's RSS with mimalloc's per-thread
-# heaps (214 -> 376 MB, for ~20 MB of live buffers), 104 MB with this pool, in the same time (issue 13).
-CAPTURE_POOL = pa.system_memory_pool()
 
 
 @dataclass
@@ -140,8 +136,7 @@ def capture_table(pg: PgStore, table: Table, district: str, path: Path) -> Table
     sink = HashingFile(path)
     rows = 0
     try:
-        with pq.ParquetWriter(sink, schema, compression=COMPRESSION,
-                              memory_pool=CAPTURE_POOL) as writer:
+        with pq.ParquetWriter(sink, schema, compression=COMPRESSION) as writer:
             with mapped_errors(store, name), pg.conn.cursor() as cur, cur.copy(query, (district,)) as copy, \
                     Prefetch(record_blocks(copy), depth=CHUNKS_WAITING, name=f"cert_loader-backup-{store}") as chunks:
                 for group in _row_groups(store, name, caps, schema, iter(chunks)):
@@ -172,11 +167,11 @@ def _row_groups(store: str, table: str, caps: list[ColumnCapture], schema: pa.Sc
         try:
             # One block per parse: a record never straddles the reader's blocks, whatever its size.
             read = pcsv.ReadOptions(column_names=names, block_size=len(block) + 1, use_threads=False)
-            parsed = pcsv.read_csv(pa.py_buffer(block), read_options=read, memory_pool=CAPTURE_POOL, **options)
+            parsed = pcsv.read_csv(pa.py_buffer(block), read_options=read, **options)
         except pa.ArrowInvalid as exc:
             raise _conversion_error(store, table, caps, exc) from exc
         for batch in parsed.to_batches():
-            arrays = [finish_column(store, table, c, batch.column(i), CAPTURE_POOL) for i, c in enumerate(caps)]
+            arrays = [finish_column(store, table, c, batch.column(i)) for i, c in enumerate(caps)]
             pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
             size += batch.num_rows
         if size >= ROW_GROUP_ROWS:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from cert_loader.backup.graph import GraphCapture, Run, capture_graph
 from cert_loader.backup.layout import BackupError, BackupPaths, fsync_tree, write_json_durably
 from cert_loader.backup.record import FORMAT, VERSION, seal, table_entry
-from cert_loader.backup.relational import CAPTURE_POOL, TableCapture, capture_table, render_settings, set_settings
+from cert_loader.backup.relational import TableCapture, capture_table, render_settings, set_settings
 from cert_loader.catalog import Table
 from cert_loader.constants import GRAPH_STORE
 from cert_loader.data_root import data_root as data_root_of
@@ -31,21 +31,19 @@ from cert_loader.stores.postgres import PgStore
 
 log = logging.getLogger(__name__)
 # The stores' captures take turns: side by side, each thread's allocator heap grew at once (the seed's four
-# stores: +104 MB RSS together, +56 MB one after another, 1.0 vs 1.4 s in all), while the graph's capture,
-# the longest (~13-17 s) and on the load's critical path, runs alongside them anyway (issue 13).
+# stores, measured with mimalloc: +104 MB RSS together, +56 MB one after another, 1.0 vs 1.4 s), while the
+# graph's capture, the longest (~13-17 s) and on the load's critical path, runs alongside them anyway (issue 13).
 _ONE_STORE_AT_A_TIME = threading.Lock()
 
 
 def release_memory() -> None:
     """Give the capture's freed memory back to the system, from the thread that captured.
 
-    The default pool (mimalloc) keeps freed pages in the heap of the thread that used them, and the system
-    allocator (CAPTURE_POOL; its release is malloc_trim) keeps them in its arenas; the store's and the
-    graph's threads go on to load, so without this the capture's peak stays resident under the load's own
-    (issue 13: after the graph capture the replace --backup stayed at 341 MB, against 284 MB for the replace).
+    An allocator keeps freed pages for reuse; the store's and the graph's threads go on to load, so without
+    this the capture's peak stays resident under the load's own (issue 13: after the graph capture the replace
+    --backup stayed at 341 MB, against 284 MB for the replace).
     """
     pa.default_memory_pool().release_unused()
-    CAPTURE_POOL.release_unused()
 
 
 def utc_now() -> str:
