@@ -220,6 +220,56 @@ def test_graph_property_types_survive_the_backup(pg_config, graph_config, tmp_pa
     assert graph_contents(graph_config, district) == before
 
 
+def test_graph_capture_over_many_pages_and_row_groups(graph_config, tmp_path, monkeypatch):
+    """Pages and row groups smaller than the district: every node and relationship once, groups of the set size."""
+    from cert_loader.backup import graph as capture
+
+    monkeypatch.setattr(capture, "PAGE_IDS", 3)
+    monkeypatch.setattr(capture, "ROW_GROUP_ROWS", 4)
+    district = f"d-{secrets.token_hex(4)}"
+    with GraphStore(graph_config) as store:
+        store._driver.execute_query(
+            "UNWIND range(0, 10) AS i CREATE (:BkPage {district_id: $d, id: 'n' + toString(i), i: i})",
+            {"d": district}, database_=graph_config.database)
+        store._driver.execute_query(
+            "MATCH (a:BkPage {district_id: $d}), (b:BkPage {district_id: $d}) WHERE a.i < b.i AND b.i <= a.i + 2 "
+            "CREATE (a)-[:BK_NEXT {district_id: $d, gap: b.i - a.i}]->(b)", {"d": district}, database_=graph_config.database)
+    try:
+        paths, summary = take_backup(LoaderConfig(tmp_path, {}, graph_config), district, "load-pages")
+        nodes_file, rels_file = (paths.inputs.source_file("sp", kind) for kind in ("nodes", "relationships"))
+        nodes = pq.read_table(nodes_file).to_pylist()
+        rels = pq.read_table(rels_file).to_pylist()
+        assert sorted(n["id"] for n in nodes) == sorted(f"n{i}" for i in range(11))
+        assert {(n["labels"], n["district_id"]) for n in nodes} == {("BkPage", district)}
+        assert {n["id"]: json.loads(n["properties"]) for n in nodes} == {f"n{i}": {"i": i} for i in range(11)}
+        want = {(f"n{i}", f"n{j}", j - i) for i in range(11) for j in range(i + 1, min(i + 3, 11))}
+        assert {(r["start"], r["end"], json.loads(r["properties"])["gap"]) for r in rels} == want
+        assert len(rels) == len(want) and {r["type"] for r in rels} == {"BK_NEXT"}
+        for path, rows in ((nodes_file, 11), (rels_file, len(want))):
+            meta = pq.ParquetFile(path).metadata
+            sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            assert sum(sizes) == rows and all(n == 4 for n in sizes[:-1]) and 0 < sizes[-1] <= 4, sizes
+        assert summary.stores["sp"]["rows"] == 11 + len(want)
+    finally:
+        with GraphStore(graph_config) as store:
+            store.unload(district)
+
+
+def test_a_graph_value_json_cannot_hold_refuses_the_backup(graph_config, tmp_path):
+    """A NaN property (the loader's files could not carry it back) fails the capture, naming node and property."""
+    district = f"d-{secrets.token_hex(4)}"
+    with GraphStore(graph_config) as store:
+        store._driver.execute_query("CREATE (:BkNan {district_id: $d, id: 'x', ok: 1, bad: $v})",
+                                    {"d": district, "v": float("nan")}, database_=graph_config.database)
+    try:
+        with pytest.raises(BackupError, match=r"node BkNan 'x': property 'bad' is nan"):
+            take_backup(LoaderConfig(tmp_path, {}, graph_config), district, "load-nan")
+        assert not list((tmp_path / "data" / "backups").rglob("*.parquet"))
+    finally:
+        with GraphStore(graph_config) as store:
+            store.unload(district)
+
+
 def _backup_of(types_url, tmp_path, district: str, run_id: str):
     insert_rows(types_url, district)
     config = LoaderConfig(tmp_path, {"ids": PgStoreConfig("ids", types_url)})

@@ -70,13 +70,18 @@ def _json_value(value: Any, where: Callable[[], str]) -> Any:
                       store=GRAPH_STORE, hint=_HINT)
 
 
+# One encoder for every row: json.dumps builds a new one per call unless its arguments are the defaults.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def _props(props: dict[str, Any], drop: tuple[str, ...], where: Callable[[str], str]) -> str:
-    out = {k: v for k, v in props.items() if k not in drop}
+    """``props`` (a fresh dict from the driver, changed in place) without the ``drop`` keys, as JSON."""
+    for k in drop:
+        props.pop(k, None)
     try:  # the usual map: str, int, float, bool and lists of them, dumped at once
-        return json.dumps(out, ensure_ascii=False, allow_nan=False)
+        return _encode(props)
     except (TypeError, ValueError):  # a value JSON cannot hold: name it
-        out = {k: _json_value(v, lambda k=k: where(k)) for k, v in out.items()}
-        return json.dumps(out, ensure_ascii=False, allow_nan=False)
+        return _encode({k: _json_value(v, lambda k=k: where(k)) for k, v in props.items()})
 
 
 def _node_page(run: Run, district: str, label: str, ids: list[str]) -> list[list]:
@@ -90,39 +95,55 @@ def _rel_page(run: Run, district: str, label: str, ids: list[str]) -> list[list]
                label, d=district, ids=ids)[0]["page"]
 
 
-def _label_pages(run: Run, district: str, label: str, counts: tuple[dict, dict]) -> Iterator[tuple[list, list]]:
-    """One label's nodes and the relationships they start, a page of PAGE_IDS nodes at a time (as rows).
+def _label_pages(run: Run, district: str, label: str,
+                 counts: tuple[dict, dict]) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    """One label's nodes and the relationships they start, a page of PAGE_IDS nodes at a time.
 
-    A row is a tuple in the file's column order (NODE_COLUMNS, REL_COLUMNS), not a dict: no key dict per row.
+    Each page becomes a record batch column by column (the label and district columns repeated in C): no
+    tuple or dict per row, no transposing rows into columns later.
     """
-    ids = [r["id"] for r in run(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN n.id AS id", label,
-                                d=district)]
+    ids = run(f"MATCH (n:{quoted(label)} {{district_id: $d}}) RETURN collect(n.id) AS ids", label, d=district)[0]["ids"]
     counts[0][label] = len(ids)
     for at in range(0, len(ids), PAGE_IDS):
         page = ids[at:at + PAGE_IDS]
-        nodes = []
-        for node_id, labels, p in _node_page(run, district, label, page):
+        found = _node_page(run, district, label, page)
+        for node_id, labels, _p in found:
             if not isinstance(node_id, str) or labels != [label]:
                 raise BackupError(f"node {node_id!r} of district {district!r} has labels {labels} and id "
                                   f"{node_id!r}; the loader writes one label and a string id",
                                   store=GRAPH_STORE, table=GraphTable.nodes(label).display, district=district, hint=_HINT)
-            nodes.append((node_id, label, district,
-                          _props(p, ("id", DISTRICT_COLUMN), lambda k, i=node_id: f"node {label} {i!r}: property {k!r}")))
-        rels = []
-        for start, end, ed, t, p in _rel_page(run, district, label, page):
+        node_drop = ("id", DISTRICT_COLUMN)
+        nodes = pa.RecordBatch.from_arrays([
+            pa.array([n[0] for n in found], pa.string()),
+            _repeated(label, len(found)),
+            _repeated(district, len(found)),
+            pa.array([_props(p, node_drop, lambda k, i=i: f"node {label} {i!r}: property {k!r}") for i, _l, p in found],
+                     pa.string()),
+        ], schema=NODES_SCHEMA)
+        rels = _rel_page(run, district, label, page)
+        for start, end, ed, t, _p in rels:
             if ed != district:
                 raise BackupError(f"relationship {t} ({start!r})->({end!r}) ends outside district {district!r}",
                                   store=GRAPH_STORE, table=GraphTable.relationships(t).display, district=district,
                                   hint=_HINT)
             counts[1][t] = counts[1].get(t, 0) + 1
-            rels.append((start, end, t, _props(
-                p, (DISTRICT_COLUMN,), lambda k, s=start, e=end, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")))
-        yield nodes, rels
+        rel_drop = (DISTRICT_COLUMN,)
+        yield nodes, pa.RecordBatch.from_arrays([
+            pa.array([r[0] for r in rels], pa.string()),
+            pa.array([r[1] for r in rels], pa.string()),
+            pa.array([r[3] for r in rels], pa.string()),
+            pa.array([_props(p, rel_drop, lambda k, s=s, e=e, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")
+                      for s, e, _d, t, p in rels], pa.string()),
+        ], schema=RELS_SCHEMA)
     inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
                   "AND coalesce(a.district_id, '') <> $d RETURN count(x) AS c", label, d=district)
     if inbound and inbound[0]["c"]:
         raise BackupError(f"{inbound[0]['c']} relationship(s) of district {district!r} start outside it "
                           f"(at {label} nodes)", store=GRAPH_STORE, district=district, hint=_HINT)
+
+
+def _repeated(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), n)
 
 
 class _GroupWriter:
@@ -132,19 +153,27 @@ class _GroupWriter:
         self.path, self.schema, self.rows = path, schema, 0
         self.sink = HashingFile(path)
         self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
-        self.pending: list[tuple[str, ...]] = []
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
 
-    def add(self, rows: list[tuple[str, ...]], *, flush: bool = False) -> None:
-        self.pending.extend(rows)
-        while len(self.pending) >= ROW_GROUP_ROWS or (flush and self.pending):
-            group, self.pending = self.pending[:ROW_GROUP_ROWS], self.pending[ROW_GROUP_ROWS:]
-            columns = [pa.array(col, f.type) for col, f in zip(zip(*group), self.schema)]
-            self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-            self.rows += len(group)
+    def add(self, batch: pa.RecordBatch | None, *, flush: bool = False) -> None:
+        if batch is not None and batch.num_rows:
+            self.pending.append(batch)
+            self.pending_rows += batch.num_rows
+        if self.pending_rows < ROW_GROUP_ROWS and not (flush and self.pending_rows):
+            return
+        table = pa.Table.from_batches(self.pending, self.schema)
+        whole = self.pending_rows if flush else self.pending_rows - self.pending_rows % ROW_GROUP_ROWS
+        for at in range(0, whole, ROW_GROUP_ROWS):  # slices share the batches' buffers: nothing copied
+            group = table.slice(at, min(ROW_GROUP_ROWS, whole - at))
+            self.writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+            self.rows += group.num_rows
             checkpoint(f"mid-backup:{GRAPH_STORE}")
+        rest = table.slice(whole)
+        self.pending, self.pending_rows = rest.to_batches(), rest.num_rows
 
     def close(self) -> None:
-        self.add([], flush=True)
+        self.add(None, flush=True)
         self.writer.close()
         self.sink.close()
 
