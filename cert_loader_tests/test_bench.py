@@ -27,6 +27,18 @@ def test_bench_runs_and_reports_every_ratio(tmp_path):
     assert "x" in proc.stdout and "targets:" in proc.stdout and "server-side binary COPY" in proc.stdout
 
 
+def test_dagster_cost_is_a_target_against_the_cli_load_of_the_same_run():
+    """Issue 15, point 6: the whole `dagster asset materialize` at most 1.25x the CLI's --parallel load."""
+    from cert_loader.bench.run import targets
+
+    def row(ratio):
+        seed = {"load_parallel": {"median_s": 16.0}, "dagster": {"command_s": 16.0 * ratio, "vs_cli_parallel": ratio}}
+        return next(t for t in targets({"seed": seed}) if t["target"].endswith("/ cert-loader load --parallel"))
+
+    assert (row(1.2)["met"], row(1.3)["met"], row(1.3)["goal"]) == (True, False, "<= 1.25")
+    assert next(t for t in targets({}) if "/ cert-loader load --parallel" in t["target"])["met"] is None
+
+
 def test_bench_refuses_an_unknown_section():
     proc = run_cli("bench", "--sections", "relational,nope", timeout=60)
     assert proc.returncode == 2 and "unknown section(s) nope" in proc.stderr

@@ -90,6 +90,8 @@ def measure_seed(admin_url: str, graph: GraphConfig | None, repeat: int, work: P
             out["load_pg_only_parallel_content"]["median_s"] / out["load_pg_only_parallel"]["median_s"] - 1, 3)
         if dagster:
             out["dagster"] = _dagster(admin_url, urls, graph, root, stores, rows, repeat, work, say)
+            # Issue 15, point 6: the whole `dagster asset materialize` against the CLI's --parallel load, medians.
+            out["dagster"]["vs_cli_parallel"] = round(out["dagster"]["command_s"] / out["load_parallel"]["median_s"], 3)
     finally:
         for name in names.values():
             drop_database(admin_url, name)

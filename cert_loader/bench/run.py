@@ -122,6 +122,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     seed_seq = _get(r, "seed", "load_sequential", "median_s")
     dag = _get(r, "seed", "dagster", "command_s")
     dag_load = _get(r, "seed", "dagster", "load_s")
+    dag_ratio = _get(r, "seed", "dagster", "vs_cli_parallel")
     return [
         row("ordinary insert / server COPY with FK", insert, ">= 0.9", insert is not None and insert >= 0.9),
         row("bulk-FK insert / server COPY with FK", bulk, ">= 2.5", bulk is not None and bulk >= 2.5),
@@ -141,6 +142,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         row("seed shape, dagster asset materialize: command (s)", dag, "<= 30", dag is not None and dag <= 30),
         row("seed shape, dagster asset materialize: the load in it (s)", dag_load, "<= 30",
             dag_load is not None and dag_load <= 30),
+        row("seed shape, dagster asset materialize / cert-loader load --parallel", dag_ratio, "<= 1.25",
+            dag_ratio is not None and dag_ratio <= 1.25),
         row("undo: --backup's extra time over a replace of the seed shape", _get(r, "undo", "backup_cost"), "<= 0.2",
             (_get(r, "undo", "backup_cost") or 9) <= 0.2 if r.get("undo") else None),
         row("undo: restore / replace of the same rows", _get(r, "undo", "restore_ratio"), "<= 1.2",
@@ -200,7 +203,8 @@ def render(r: dict[str, Any]) -> str:
         if "dagster" in s:
             d = s["dagster"]
             lines.append(f"  dagster asset materialize --select '*': {d['command_s']} s median (runs {d.get('command_rounds_s')}; "
-                         f"the load inside {d['load_s']} s, runs {d.get('load_rounds_s')})")
+                         f"the load inside {d['load_s']} s, runs {d.get('load_rounds_s')})"
+                         + (f"; {d['vs_cli_parallel']}x the CLI's --parallel load" if d.get("vs_cli_parallel") else ""))
     if r.get("districts"):
         from cert_loader.bench.districts import render_districts
 
