@@ -37,6 +37,9 @@ ROW_GROUP_ROWS = 16_384
 PAGE_IDS = 5_000
 NODES_SCHEMA = pa.schema([pa.field(c, pa.string(), nullable=c == "properties") for c in NODE_COLUMNS])
 RELS_SCHEMA = pa.schema([pa.field(c, pa.string(), nullable=c == "properties") for c in REL_COLUMNS])
+# The keys the loader writes as columns of its own, dropped from the properties' JSON (NODE_COLUMNS, REL_COLUMNS).
+NODE_KEYS = ("id", DISTRICT_COLUMN)
+REL_KEYS = (DISTRICT_COLUMN,)
 _HINT = "load without --backup: a restore could not give this back (the loader never writes it)"
 
 
@@ -112,12 +115,11 @@ def _label_pages(run: Run, district: str, label: str,
                 raise BackupError(f"node {node_id!r} of district {district!r} has labels {labels} and id "
                                   f"{node_id!r}; the loader writes one label and a string id",
                                   store=GRAPH_STORE, table=GraphTable.nodes(label).display, district=district, hint=_HINT)
-        node_drop = ("id", DISTRICT_COLUMN)
         nodes = pa.RecordBatch.from_arrays([
             pa.array([n[0] for n in found], pa.string()),
             _repeated(label, len(found)),
             _repeated(district, len(found)),
-            pa.array([_props(p, node_drop, lambda k, i=i: f"node {label} {i!r}: property {k!r}") for i, _l, p in found],
+            pa.array([_props(p, NODE_KEYS, lambda k, i=i: f"node {label} {i!r}: property {k!r}") for i, _l, p in found],
                      pa.string()),
         ], schema=NODES_SCHEMA)
         rels = _rel_page(run, district, label, page)
@@ -127,12 +129,11 @@ def _label_pages(run: Run, district: str, label: str,
                                   store=GRAPH_STORE, table=GraphTable.relationships(t).display, district=district,
                                   hint=_HINT)
             counts[1][t] = counts[1].get(t, 0) + 1
-        rel_drop = (DISTRICT_COLUMN,)
         yield nodes, pa.RecordBatch.from_arrays([
             pa.array([r[0] for r in rels], pa.string()),
             pa.array([r[1] for r in rels], pa.string()),
             pa.array([r[3] for r in rels], pa.string()),
-            pa.array([_props(p, rel_drop, lambda k, s=s, e=e, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")
+            pa.array([_props(p, REL_KEYS, lambda k, s=s, e=e, t=t: f"relationship {t} ({s!r})->({e!r}): property {k!r}")
                       for s, e, _d, t, p in rels], pa.string()),
         ], schema=RELS_SCHEMA)
     inbound = run(f"MATCH (b:{quoted(label)} {{district_id: $d}})<-[x]-(a) WHERE x.district_id = $d "
